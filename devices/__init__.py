@@ -1,0 +1,1 @@
+"""Device codecs: bytes from alarm equipment in, one event vocabulary out. No I/O, no clock."""

@@ -1,0 +1,25 @@
+"""Errors raised by codecs.
+
+TryggError
+ └── FrameError            a frame could not be decoded; `reason` is a metric label
+      └── ScaipError       carries the SCAIP `snu` status to answer with, and the `ref` if known
+"""
+
+from __future__ import annotations
+
+
+class TryggError(Exception):
+    """Base of every error Trygg raises on purpose."""
+
+
+class FrameError(TryggError):
+    """A device frame could not be decoded.
+
+    `reason` is a short fixed label (e.g. "not_xml", "missing_ref") used as a metric
+    label and in logs; `detail` is a human sentence for the log line.
+    """
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail

@@ -1,0 +1,136 @@
+"""The municipality's configuration file (YAML), validated once into frozen models.
+
+A bad file stops `trygg run` / `trygg import` with a message naming the field, rather
+than surprising an operator at 03:00.
+"""
+
+from __future__ import annotations
+
+from datetime import time, timedelta
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from devices.errors import TryggError
+
+
+class ConfigError(TryggError):
+    """The configuration file is missing, not YAML, or does not validate."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Shifts(_Frozen):
+    """Day is [day_start, night_start) local time; night is the rest, across midnight."""
+
+    timezone: str = "Europe/Stockholm"
+    day_start: time = time(7, 0)
+    night_start: time = time(22, 0)
+
+
+class Timers(_Frozen):
+    reminder_after_min: int = Field(default=30, ge=1, le=24 * 60)
+
+    @property
+    def reminder_after(self) -> timedelta:
+        return timedelta(minutes=self.reminder_after_min)
+
+
+class CallOrderEntry(_Frozen):
+    name: str
+    phone: str | None = None
+
+
+class TeamSpec(_Frozen):
+    code: str
+    name: str
+    area: str | None = None
+    phone: str | None = None
+    call_order: list[CallOrderEntry] = []
+
+
+class ProviderSpec(_Frozen):
+    code: str
+    name: str
+    kind: Literal["day", "night"]
+    teams: list[TeamSpec] = []
+
+
+class AreaSpec(_Frozen):
+    code: str
+    name: str
+
+
+class DeviceSpec(_Frozen):
+    cid: str = Field(pattern=r"^[0-9]{1,32}$")
+    kind: Literal["base_unit", "lock"] = "base_unit"
+    model: str | None = None
+
+
+class SiteSpec(_Frozen):
+    code: str
+    kind: Literal["main", "extra"] = "main"
+    address: str
+    postal_code: str | None = None
+    city: str | None = None
+    area: str
+    door_name: str | None = None
+    devices: list[DeviceSpec] = []
+
+
+class CustomerSpec(_Frozen):
+    code: str
+    name: str
+    personal_number: str | None = None
+    protected_identity: bool = False
+    day_provider: str | None = None
+    sites: list[SiteSpec] = []
+
+
+class MunicipalityConfig(_Frozen):
+    municipality: str = "Demo"
+    shifts: Shifts = Shifts()
+    timers: Timers = Timers()
+    areas: list[AreaSpec] = []
+    providers: list[ProviderSpec] = []
+    customers: list[CustomerSpec] = []
+
+    @model_validator(mode="after")
+    def _references_resolve(self) -> MunicipalityConfig:
+        areas = {a.code for a in self.areas}
+        day_providers = {p.code for p in self.providers if p.kind == "day"}
+        for p in self.providers:
+            for t in p.teams:
+                if t.area is not None and t.area not in areas:
+                    raise ValueError(f"team {t.code}: unknown area {t.area!r}")
+                if p.kind == "night" and t.area is None:
+                    raise ValueError(f"night team {t.code} needs an area")
+        cids: set[str] = set()
+        for c in self.customers:
+            if c.day_provider is not None and c.day_provider not in day_providers:
+                raise ValueError(f"customer {c.code}: unknown day provider {c.day_provider!r}")
+            for s in c.sites:
+                if s.area not in areas:
+                    raise ValueError(f"site {s.code}: unknown area {s.area!r}")
+                for d in s.devices:
+                    if d.cid in cids:
+                        raise ValueError(f"device {d.cid} is listed twice")
+                    cids.add(d.cid)
+        return self
+
+
+def load_config(path: Path) -> MunicipalityConfig:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    try:
+        return MunicipalityConfig.model_validate(raw or {})
+    except ValidationError as exc:
+        raise ConfigError(f"{path} is not a valid configuration:\n{exc}") from exc

@@ -1,0 +1,137 @@
+"""The life of an alarm as named transitions, each timestamped into the audit trail.
+
+received -> called_out -> accepted -> on_site (check-in) -> completed (check-out) -> closed,
+and closed by phone kvittering from any state before closed (a reason is required).
+Pure rules over an `Alarm` row: no session, no clock; the caller passes `at`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from devices.errors import TryggError
+from dispatch.models import OPEN_STATES, Alarm, AlarmLogEntry, AlarmState
+
+S = AlarmState
+
+
+class InvalidTransition(TryggError):
+    """The alarm is not in a state that allows this action."""
+
+    def __init__(self, alarm_id: int | None, action: str, state: str) -> None:
+        super().__init__(f"alarm {alarm_id}: cannot {action} while {state}")
+        self.alarm_id = alarm_id
+        self.action = action
+        self.state = state
+
+
+class MissingReason(TryggError):
+    """Closing by phone kvittering needs a reason, for the follow-up."""
+
+
+def _log(alarm: Alarm, action: str, at: datetime, actor: str, note: str | None = None,
+         to_state: AlarmState | None = None) -> None:
+    from_state = alarm.state
+    if to_state is not None:
+        alarm.state = to_state
+    alarm.log.append(AlarmLogEntry(
+        action=action, from_state=from_state, to_state=alarm.state, at=at, actor=actor, note=note,
+    ))
+
+
+def _require(alarm: Alarm, action: str, allowed: tuple[AlarmState, ...]) -> None:
+    if alarm.state not in allowed:
+        raise InvalidTransition(alarm.id, action, alarm.state)
+
+
+def receive(alarm: Alarm, at: datetime, actor: str) -> None:
+    """Start the trail of a new alarm (the routing decision is already on the row)."""
+    alarm.state = S.RECEIVED
+    alarm.received_at = at
+    note = f"routed: {alarm.route_reason}" + (f" to {alarm.team_code}" if alarm.team_code else "")
+    _log(alarm, "receive", at, actor, note)
+
+
+def call_out(alarm: Alarm, at: datetime, actor: str) -> bool:
+    """Call out the team. Calling out again (the next in the call order) keeps the first time.
+
+    Returns True when this was the first call-out, which starts the 30-minute clock.
+    """
+    _require(alarm, "call out", (S.RECEIVED, S.CALLED_OUT, S.ACCEPTED))
+    first = alarm.called_out_at is None
+    if first:
+        alarm.called_out_at = at
+    to_state = S.CALLED_OUT if alarm.state == S.RECEIVED else None
+    _log(alarm, "call_out" if first else "call_out_again", at, actor, alarm.team_code, to_state)
+    return first
+
+
+def accept(alarm: Alarm, responder: str, at: datetime, actor: str) -> None:
+    """The operator records the name of the person who answered the call-out."""
+    responder = responder.strip()
+    if not responder:
+        raise MissingReason("the name of the person who answered is required")
+    _require(alarm, "accept", (S.RECEIVED, S.CALLED_OUT))
+    if alarm.called_out_at is None:  # the operator phoned someone directly
+        alarm.called_out_at = at
+    alarm.accepted_at = at
+    alarm.accepted_by = responder
+    _log(alarm, "accept", at, actor, f"answered by {responder}", S.ACCEPTED)
+
+
+def check_in(alarm: Alarm, at: datetime, cid: str) -> None:
+    """Staff pressed yellow then green: on site. Stops the arrival clock."""
+    _require(alarm, "check in", (S.RECEIVED, S.CALLED_OUT, S.ACCEPTED))
+    alarm.on_site_at = at
+    _log(alarm, "check_in", at, f"device:{cid}", None, S.ON_SITE)
+
+
+def check_out(alarm: Alarm, at: datetime, cid: str) -> None:
+    """The unit says "check out": the visit is over."""
+    _require(alarm, "check out", OPEN_STATES)
+    note = None if alarm.state == S.ON_SITE else "check-out without check-in"
+    alarm.completed_at = at
+    alarm.closed_via = "unit"
+    _log(alarm, "check_out", at, f"device:{cid}", note, S.COMPLETED)
+
+
+def close(alarm: Alarm, at: datetime, actor: str) -> None:
+    """The operator closes a completed alarm."""
+    _require(alarm, "close", (S.COMPLETED,))
+    alarm.closed_at = at
+    alarm.closed_by = actor
+    _log(alarm, "close", at, actor, None, S.CLOSED)
+
+
+def close_by_phone(alarm: Alarm, reason: str, at: datetime, actor: str) -> None:
+    """Kvittering by phone: the alarm was dealt with without a visit (004 §8.2.4)."""
+    reason = reason.strip()
+    if not reason:
+        raise MissingReason("a reason is required to close an alarm by phone kvittering")
+    _require(alarm, "close by phone", (*OPEN_STATES, S.COMPLETED))
+    alarm.closed_at = at
+    alarm.closed_by = actor
+    alarm.close_reason = reason
+    alarm.closed_via = alarm.closed_via or "phone"
+    _log(alarm, "phone_kvittering", at, actor, reason, S.CLOSED)
+
+
+def remind(alarm: Alarm, at: datetime) -> bool:
+    """No check-in yet: record a reminder. Returns False when the alarm no longer needs one."""
+    if alarm.state not in (S.RECEIVED, S.CALLED_OUT, S.ACCEPTED):
+        return False
+    alarm.reminded_at = at
+    alarm.reminder_count += 1
+    _log(alarm, "remind", at, "system", f"reminder {alarm.reminder_count}: no check-in")
+    return True
+
+
+def repeat(alarm: Alarm, at: datetime, cid: str) -> None:
+    """The same unit alarmed again while this alarm is open: one alarm, noted, more urgent."""
+    alarm.repeat_count += 1
+    _log(alarm, "repeat_alarm", at, f"device:{cid}", f"repeat {alarm.repeat_count}")
+
+
+def note_device(alarm: Alarm, action: str, at: datetime, cid: str, note: str | None) -> None:
+    """Something the unit said about this alarm that changes no state (e.g. a cancel)."""
+    _log(alarm, action, at, f"device:{cid}", note)

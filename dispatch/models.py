@@ -1,0 +1,221 @@
+"""Tables of the dispatch side: the registry (who lives where, who responds) and alarms.
+
+Personal data (names, personal numbers, addresses) lives only here, in the database; it
+never goes into logs or metrics. Times are aware UTC (`UTCDateTime`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from trygg.db import Base, UTCDateTime
+
+
+class AlarmState(StrEnum):
+    RECEIVED = "received"
+    CALLED_OUT = "called_out"
+    ACCEPTED = "accepted"
+    ON_SITE = "on_site"
+    COMPLETED = "completed"
+    CLOSED = "closed"
+
+
+OPEN_STATES = (
+    AlarmState.RECEIVED,
+    AlarmState.CALLED_OUT,
+    AlarmState.ACCEPTED,
+    AlarmState.ON_SITE,
+)
+
+
+class Area(Base):
+    __tablename__ = "areas"
+    code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+
+
+class Provider(Base):
+    """A day provider (chosen by the customer) or the municipal night organisation."""
+
+    __tablename__ = "providers"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(16))  # "day" | "night"
+    teams: Mapped[list[Team]] = relationship(back_populates="provider", order_by="Team.code")
+
+
+class Team(Base):
+    """A responder team with its own phone and call order; night patrols have an area."""
+
+    __tablename__ = "teams"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    provider_id: Mapped[int] = mapped_column(ForeignKey("providers.id"))
+    area_code: Mapped[str | None] = mapped_column(ForeignKey("areas.code"))
+    phone: Mapped[str | None] = mapped_column(String(64))
+    provider: Mapped[Provider] = relationship(back_populates="teams")
+    members: Mapped[list[TeamMember]] = relationship(
+        back_populates="team", order_by="TeamMember.position", cascade="all, delete-orphan"
+    )
+
+
+class TeamMember(Base):
+    """One entry of a team's call order (ringordning): position 1 is called first."""
+
+    __tablename__ = "team_members"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"))
+    position: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(200))
+    phone: Mapped[str | None] = mapped_column(String(64))
+    team: Mapped[Team] = relationship(back_populates="members")
+
+
+class Customer(Base):
+    __tablename__ = "customers"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    personal_number: Mapped[str | None] = mapped_column(String(32))
+    protected_identity: Mapped[bool] = mapped_column(Boolean, default=False)
+    day_provider_id: Mapped[int | None] = mapped_column(ForeignKey("providers.id"))
+    day_provider: Mapped[Provider | None] = relationship()
+    sites: Mapped[list[Site]] = relationship(back_populates="customer", order_by="Site.code")
+
+
+class Site(Base):
+    """An address with an alarm: the main one or an extra one (e.g. a summer house)."""
+
+    __tablename__ = "sites"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    kind: Mapped[str] = mapped_column(String(16), default="main")  # "main" | "extra"
+    address: Mapped[str] = mapped_column(String(300))
+    postal_code: Mapped[str | None] = mapped_column(String(16))
+    city: Mapped[str | None] = mapped_column(String(100))
+    area_code: Mapped[str] = mapped_column(ForeignKey("areas.code"))
+    door_name: Mapped[str | None] = mapped_column(String(200))
+    customer: Mapped[Customer] = relationship(back_populates="sites")
+    devices: Mapped[list[Device]] = relationship(back_populates="site", order_by="Device.cid")
+
+
+class Device(Base):
+    """A registered base unit or lock, by its SCAIP controller id."""
+
+    __tablename__ = "devices"
+    cid: Mapped[str] = mapped_column(String(32), primary_key=True)
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id"))
+    kind: Mapped[str] = mapped_column(String(32), default="base_unit")  # | "lock"
+    model: Mapped[str | None] = mapped_column(String(100))
+    site: Mapped[Site | None] = relationship(back_populates="devices")
+
+
+class Alarm(Base):
+    """One alarm and its life. The routing decision is frozen on the row when it is made."""
+
+    __tablename__ = "alarms"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    cid: Mapped[str] = mapped_column(String(32), index=True)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    source_event_id: Mapped[int | None] = mapped_column(ForeignKey("device_events.id"))
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    unknown_device: Mapped[bool] = mapped_column(Boolean, default=False)
+    # frozen routing decision
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id"))
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"))
+    team_id: Mapped[int | None] = mapped_column(ForeignKey("teams.id"))
+    team_code: Mapped[str | None] = mapped_column(String(64))
+    team_name: Mapped[str | None] = mapped_column(String(200))
+    team_phone: Mapped[str | None] = mapped_column(String(64))
+    route_reason: Mapped[str] = mapped_column(String(32))
+    shift: Mapped[str | None] = mapped_column(String(8))  # "day" | "night"
+    call_order: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    # the life
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    called_out_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    accepted_by: Mapped[str | None] = mapped_column(String(200))
+    on_site_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    closed_by: Mapped[str | None] = mapped_column(String(200))
+    close_reason: Mapped[str | None] = mapped_column(Text)
+    closed_via: Mapped[str | None] = mapped_column(String(16))  # "unit" | "phone"
+    reminded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reminder_count: Mapped[int] = mapped_column(Integer, default=0)
+    repeat_count: Mapped[int] = mapped_column(Integer, default=0)
+
+    site: Mapped[Site | None] = relationship()
+    customer: Mapped[Customer | None] = relationship()
+    log: Mapped[list[AlarmLogEntry]] = relationship(
+        back_populates="alarm", order_by="AlarmLogEntry.id", cascade="all, delete-orphan"
+    )
+
+
+class AlarmLogEntry(Base):
+    """The audit trail: every named transition and every notable thing, timestamped."""
+
+    __tablename__ = "alarm_log"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    alarm_id: Mapped[int] = mapped_column(ForeignKey("alarms.id"), index=True)
+    action: Mapped[str] = mapped_column(String(32))
+    from_state: Mapped[str | None] = mapped_column(String(16))
+    to_state: Mapped[str | None] = mapped_column(String(16))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    actor: Mapped[str] = mapped_column(String(200))  # a user name, "device:<cid>" or "system"
+    note: Mapped[str | None] = mapped_column(Text)
+    alarm: Mapped[Alarm] = relationship(back_populates="log")
+
+
+class Deadline(Base):
+    """A durable timer: swept by the service, fired once, survives a crash."""
+
+    __tablename__ = "deadlines"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    alarm_id: Mapped[int] = mapped_column(ForeignKey("alarms.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))  # "reminder"
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    fired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_deadlines_pending", "fired_at", "cancelled_at", "due_at"),)
+
+
+class PresenceRecord(Base):
+    """A check-in or check-out from a unit, matched to an alarm or not (then kept for follow-up)."""
+
+    __tablename__ = "presence_records"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    cid: Mapped[str] = mapped_column(String(32), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # "check_in" | "check_out"
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    alarm_id: Mapped[int | None] = mapped_column(ForeignKey("alarms.id"))
+    event_id: Mapped[int | None] = mapped_column(ForeignKey("device_events.id"))
+
+
+class OutboxMessage(Base):
+    """A message to a team, written in the same transaction as the decision to send it."""
+
+    __tablename__ = "outbox"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    topic: Mapped[str] = mapped_column(String(300))
+    payload: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    role: Mapped[str] = mapped_column(String(16))  # "operator" | "admin"
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

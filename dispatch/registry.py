@@ -1,0 +1,132 @@
+"""The registry in the database: import from the configuration file, and look teams up.
+
+`import_config` is idempotent: every record is matched by its code (a device by its cid)
+and updated in place, so importing the same file twice changes nothing, and importing an
+edited file applies the edit. Nothing is deleted by an import.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from dispatch.config import MunicipalityConfig, ProviderSpec, SiteSpec
+from dispatch.models import Area, Customer, Device, Provider, Site, Team, TeamMember
+from dispatch.routing import TeamRef
+
+M = TypeVar("M")
+
+
+@dataclass(frozen=True, slots=True)
+class ImportCounts:
+    created: int
+    updated: int
+    unchanged: int
+
+
+class _Upserter:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.created = self.updated = self.unchanged = 0
+
+    def upsert(self, model: type[M], key: dict[str, Any], values: dict[str, Any]) -> M:
+        row = self.session.execute(select(model).filter_by(**key)).scalar_one_or_none()
+        if row is None:
+            row = model(**key, **values)
+            self.session.add(row)
+            self.session.flush()
+            self.created += 1
+            return row
+        changed = {k: v for k, v in values.items() if getattr(row, k) != v}
+        for k, v in changed.items():
+            setattr(row, k, v)
+        if changed:
+            self.updated += 1
+        else:
+            self.unchanged += 1
+        return row
+
+
+def import_config(session: Session, config: MunicipalityConfig) -> ImportCounts:
+    up = _Upserter(session)
+    for area in config.areas:
+        up.upsert(Area, {"code": area.code}, {"name": area.name})
+    session.flush()
+    providers = {p.code: _import_provider(up, p) for p in config.providers}
+    for c in config.customers:
+        day = providers[c.day_provider] if c.day_provider else None
+        customer = up.upsert(Customer, {"code": c.code}, {
+            "name": c.name, "personal_number": c.personal_number,
+            "protected_identity": c.protected_identity,
+            "day_provider_id": day.id if day else None,
+        })
+        for s in c.sites:
+            _import_site(up, customer, s)
+    session.flush()
+    return ImportCounts(up.created, up.updated, up.unchanged)
+
+
+def _import_provider(up: _Upserter, spec: ProviderSpec) -> Provider:
+    provider = up.upsert(Provider, {"code": spec.code}, {"name": spec.name, "kind": spec.kind})
+    for t in spec.teams:
+        team = up.upsert(Team, {"code": t.code}, {
+            "name": t.name, "provider_id": provider.id, "area_code": t.area, "phone": t.phone,
+        })
+        wanted = [(i + 1, e.name, e.phone) for i, e in enumerate(t.call_order)]
+        current = [(m.position, m.name, m.phone) for m in team.members]
+        if wanted != current:
+            team.members.clear()
+            up.session.flush()
+            team.members.extend(TeamMember(position=p, name=n, phone=ph) for p, n, ph in wanted)
+    return provider
+
+
+def _import_site(up: _Upserter, customer: Customer, s: SiteSpec) -> None:
+    site = up.upsert(Site, {"code": s.code}, {
+        "customer_id": customer.id, "kind": s.kind, "address": s.address,
+        "postal_code": s.postal_code, "city": s.city, "area_code": s.area,
+        "door_name": s.door_name,
+    })
+    for d in s.devices:
+        up.upsert(Device, {"cid": d.cid}, {"site_id": site.id, "kind": d.kind, "model": d.model})
+
+
+def registry_is_empty(session: Session) -> bool:
+    return session.execute(select(Device.cid).limit(1)).first() is None and (
+        session.execute(select(Provider.id).limit(1)).first() is None
+    )
+
+
+class SqlTeamDirectory:
+    """Team lookups for routing, from the registry tables."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def _first(self, query: Callable[[], Any]) -> TeamRef | None:
+        team = self.session.execute(query()).scalars().first()
+        return TeamRef(team.id, team.code) if team else None
+
+    def day_team(self, provider_code: str, area_code: str) -> TeamRef | None:
+        # The provider's team for the area if it has one, else its area-less team.
+        def query() -> Any:
+            return (
+                select(Team).join(Provider)
+                .where(Provider.code == provider_code, Provider.kind == "day")
+                .where((Team.area_code == area_code) | Team.area_code.is_(None))
+                .order_by(Team.area_code.is_(None), Team.code)
+            )
+        return self._first(query)
+
+    def night_team(self, area_code: str) -> TeamRef | None:
+        def query() -> Any:
+            return (
+                select(Team).join(Provider)
+                .where(Provider.kind == "night", Team.area_code == area_code)
+                .order_by(Team.code)
+            )
+        return self._first(query)

@@ -1,0 +1,304 @@
+"""Use cases of dispatch, each a function run inside one transaction on the writer thread.
+
+The gateway has already stored every device event; `process_pending` consumes them in
+order (an inbox), so an event answered to its device is never lost if dispatch fails.
+Operator actions and the timer sweep live here too. They return the ids of the alarms
+they changed, so the caller can push those to the dashboard after the commit.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import structlog
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from devices.errors import TryggError
+from devices.events import EventKind
+from dispatch import lifecycle
+from dispatch.config import Shifts, Timers
+from dispatch.models import (
+    OPEN_STATES,
+    Alarm,
+    AlarmState,
+    Deadline,
+    Device,
+    OutboxMessage,
+    PresenceRecord,
+    Team,
+)
+from dispatch.registry import SqlTeamDirectory
+from dispatch.routing import route
+from gateway.store import DeviceEventRow
+
+log = structlog.get_logger(__name__)
+
+REMINDER = "reminder"
+
+
+class AlarmNotFound(TryggError):
+    def __init__(self, alarm_id: int) -> None:
+        super().__init__(f"no alarm {alarm_id}")
+        self.alarm_id = alarm_id
+
+
+@dataclass(frozen=True)
+class DispatchRules:
+    shifts: Shifts = Shifts()
+    timers: Timers = Timers()
+    topic_root: str = "trygg/v1"
+
+
+@dataclass
+class Outcome:
+    """What a unit of work changed, for the dashboard push and the metrics after commit."""
+
+    alarm_ids: list[int] = field(default_factory=list)
+    new_alarms: int = 0
+    reminders: int = 0
+    failed_events: int = 0
+
+    def touch(self, alarm_id: int | None) -> None:
+        if alarm_id is not None and alarm_id not in self.alarm_ids:
+            self.alarm_ids.append(alarm_id)
+
+
+# -- device events -------------------------------------------------------------------
+
+
+def process_pending(session: Session, now: datetime, rules: DispatchRules,
+                    limit: int = 500) -> Outcome:
+    """Apply stored device events that dispatch has not seen yet, oldest first."""
+    rows = session.execute(
+        select(DeviceEventRow).where(DeviceEventRow.processed_at.is_(None))
+        .order_by(DeviceEventRow.id).limit(limit)
+    ).scalars().all()
+    out = Outcome()
+    for row in rows:
+        try:
+            with session.begin_nested():
+                _apply(session, row, now, rules, out)
+        except Exception as exc:  # a bug must not stop the events behind it
+            row.process_error = f"{type(exc).__name__}: {exc}"[:1000]
+            out.failed_events += 1
+            log.exception("event_processing_failed", event_id=row.id, cid=row.cid)
+        row.processed_at = now
+    return out
+
+
+def _apply(session: Session, row: DeviceEventRow, now: datetime, rules: DispatchRules,
+           out: Outcome) -> None:
+    kind = EventKind(row.kind)
+    if kind is EventKind.ALARM:
+        _on_alarm(session, row, now, rules, out)
+    elif kind in (EventKind.CHECK_IN, EventKind.CHECK_OUT):
+        out.touch(_on_presence(session, row, kind, now))
+    elif kind is EventKind.CANCELLED:
+        alarm = _open_alarm(session, row.cid)
+        if alarm is not None:
+            lifecycle.note_device(alarm, "device_cancelled", row.received_at, row.cid,
+                                  "the unit sent a cancel; the alarm stays open")
+            out.touch(alarm.id)
+
+
+def _open_alarm(session: Session, cid: str,
+                states: Sequence[AlarmState] = OPEN_STATES) -> Alarm | None:
+    return session.execute(
+        select(Alarm).where(Alarm.cid == cid, Alarm.state.in_(states))
+        .order_by(Alarm.id.desc()).limit(1)
+    ).scalar_one_or_none()
+
+
+def _on_alarm(session: Session, row: DeviceEventRow, now: datetime, rules: DispatchRules,
+              out: Outcome) -> None:
+    at = row.received_at
+    existing = _open_alarm(session, row.cid)
+    if existing is not None:
+        lifecycle.repeat(existing, at, row.cid)
+        existing.priority = max(existing.priority, row.priority)
+        out.touch(existing.id)
+        return
+    device = session.get(Device, row.cid)
+    site = device.site if device else None
+    customer = site.customer if site else None
+    decision = route(
+        at=at, shifts=rules.shifts,
+        area_code=site.area_code if site else None,
+        day_provider=customer.day_provider.code if customer and customer.day_provider else None,
+        teams=SqlTeamDirectory(session),
+    )
+    team = session.get(Team, decision.team.id) if decision.team else None
+    alarm = Alarm(
+        cid=row.cid, source_event_id=row.id, priority=row.priority,
+        unknown_device=site is None,
+        site_id=site.id if site else None, customer_id=customer.id if customer else None,
+        team_id=team.id if team else None, team_code=team.code if team else None,
+        team_name=team.name if team else None, team_phone=team.phone if team else None,
+        route_reason=decision.reason.value,
+        shift=decision.shift.value if decision.shift else None,
+        call_order=[{"name": m.name, "phone": m.phone} for m in team.members] if team else [],
+    )
+    session.add(alarm)
+    lifecycle.receive(alarm, at, f"device:{row.cid}")
+    session.flush()
+    if team is not None:
+        _call_out(session, alarm, now, "system", rules)
+    out.new_alarms += 1
+    out.touch(alarm.id)
+    log.info("alarm_received", alarm_id=alarm.id, cid=row.cid, route=decision.reason.value,
+             team=alarm.team_code)
+
+
+def _on_presence(session: Session, row: DeviceEventRow, kind: EventKind,
+                 now: datetime) -> int | None:
+    at = row.received_at
+    if kind is EventKind.CHECK_IN:
+        alarm = _open_alarm(session, row.cid,
+                            (AlarmState.RECEIVED, AlarmState.CALLED_OUT, AlarmState.ACCEPTED))
+    else:
+        alarm = _open_alarm(session, row.cid, (AlarmState.ON_SITE,)) or _open_alarm(
+            session, row.cid)
+    session.add(PresenceRecord(cid=row.cid, kind=kind.value, at=at,
+                               alarm_id=alarm.id if alarm else None, event_id=row.id))
+    if alarm is None:
+        # Staff may check in on a planned visit or after the alarm was closed by phone:
+        # kept for the follow-up, not an error.
+        log.info("presence_without_alarm", cid=row.cid, kind=kind.value)
+        return None
+    if kind is EventKind.CHECK_IN:
+        lifecycle.check_in(alarm, at, row.cid)
+        _cancel_deadlines(session, alarm.id, now)
+    else:
+        lifecycle.check_out(alarm, at, row.cid)
+        _cancel_deadlines(session, alarm.id, now)
+    return alarm.id
+
+
+# -- operator actions ----------------------------------------------------------------
+
+
+def _load(session: Session, alarm_id: int) -> Alarm:
+    alarm = session.get(Alarm, alarm_id)
+    if alarm is None:
+        raise AlarmNotFound(alarm_id)
+    return alarm
+
+
+def call_out(session: Session, alarm_id: int, actor: str, now: datetime,
+             rules: DispatchRules) -> Alarm:
+    alarm = _load(session, alarm_id)
+    _call_out(session, alarm, now, actor, rules)
+    return alarm
+
+
+def accept(session: Session, alarm_id: int, responder: str, actor: str, now: datetime,
+           rules: DispatchRules) -> Alarm:
+    alarm = _load(session, alarm_id)
+    had_call_out = alarm.called_out_at is not None
+    lifecycle.accept(alarm, responder, now, actor)
+    if not had_call_out:
+        _schedule_reminder(session, alarm, now, rules)
+    return alarm
+
+
+def close(session: Session, alarm_id: int, actor: str, now: datetime) -> Alarm:
+    alarm = _load(session, alarm_id)
+    lifecycle.close(alarm, now, actor)
+    return alarm
+
+
+def close_by_phone(session: Session, alarm_id: int, reason: str, actor: str,
+                   now: datetime) -> Alarm:
+    alarm = _load(session, alarm_id)
+    lifecycle.close_by_phone(alarm, reason, now, actor)
+    _cancel_deadlines(session, alarm.id, now)
+    return alarm
+
+
+def _call_out(session: Session, alarm: Alarm, now: datetime, actor: str,
+              rules: DispatchRules) -> None:
+    if lifecycle.call_out(alarm, now, actor):
+        _schedule_reminder(session, alarm, now, rules)
+    if alarm.team_code:
+        _publish(session, rules, f"team/{alarm.team_code}/callout", alarm, now, "callout")
+
+
+# -- durable timers ------------------------------------------------------------------
+
+
+def _schedule_reminder(session: Session, alarm: Alarm, start: datetime,
+                       rules: DispatchRules) -> None:
+    session.add(Deadline(alarm_id=alarm.id, kind=REMINDER,
+                         due_at=start + rules.timers.reminder_after))
+
+
+def _cancel_deadlines(session: Session, alarm_id: int, now: datetime) -> None:
+    session.execute(
+        update(Deadline)
+        .where(Deadline.alarm_id == alarm_id, Deadline.fired_at.is_(None),
+               Deadline.cancelled_at.is_(None))
+        .values(cancelled_at=now)
+    )
+
+
+def fire_due(session: Session, now: datetime, rules: DispatchRules) -> Outcome:
+    """Fire every deadline that is due, once. After a crash, overdue ones fire now.
+
+    A reminder that fires schedules the next one a full interval after *now*, so an
+    alarm left unattended keeps reminding, but a long outage does not fire a burst.
+    """
+    query = (
+        select(Deadline)
+        .where(Deadline.fired_at.is_(None), Deadline.cancelled_at.is_(None),
+               Deadline.due_at <= now)
+        .order_by(Deadline.due_at)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    out = Outcome()
+    for deadline in session.execute(query).scalars().all():
+        deadline.fired_at = now
+        alarm = _load(session, deadline.alarm_id)
+        if deadline.kind == REMINDER and lifecycle.remind(alarm, now):
+            if alarm.team_code:
+                _publish(session, rules, f"team/{alarm.team_code}/reminder", alarm, now,
+                         "reminder")
+            _schedule_reminder(session, alarm, now, rules)
+            out.reminders += 1
+            out.touch(alarm.id)
+            log.warning("alarm_reminder", alarm_id=alarm.id, team=alarm.team_code,
+                        count=alarm.reminder_count)
+    return out
+
+
+# -- the outbox to teams -------------------------------------------------------------
+
+
+def _publish(session: Session, rules: DispatchRules, subtopic: str, alarm: Alarm,
+             now: datetime, kind: str) -> None:
+    # Ids only: the team's own records hold who lives at the site.
+    payload: dict[str, Any] = {
+        "kind": kind, "alarm_id": alarm.id, "cid": alarm.cid, "state": alarm.state,
+        "team": alarm.team_code, "at": now.isoformat(),
+        "called_out_at": alarm.called_out_at.isoformat() if alarm.called_out_at else None,
+        "reminders": alarm.reminder_count,
+    }
+    session.add(OutboxMessage(topic=f"{rules.topic_root}/{subtopic}",
+                              payload=json.dumps(payload), created_at=now))
+
+
+def pending_outbox(session: Session, limit: int = 100) -> list[tuple[int, str, str]]:
+    rows = session.execute(
+        select(OutboxMessage.id, OutboxMessage.topic, OutboxMessage.payload)
+        .where(OutboxMessage.sent_at.is_(None)).order_by(OutboxMessage.id).limit(limit)
+    ).tuples().all()
+    return list(rows)
+
+
+def mark_sent(session: Session, ids: Sequence[int], now: datetime) -> None:
+    session.execute(update(OutboxMessage).where(OutboxMessage.id.in_(ids)).values(sent_at=now))

@@ -1,0 +1,53 @@
+"""Runtime settings from the environment (TRYGG_*), validated once at start-up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlparse
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SHIPPED_CONFIG = Path(__file__).resolve().parent.parent / "config" / "municipality.yaml"
+
+
+class MqttTarget:
+    """host and port parsed from an mqtt://host:port URL."""
+
+    def __init__(self, url: str) -> None:
+        parsed = urlparse(url)
+        if parsed.scheme not in ("mqtt", "tcp") or not parsed.hostname:
+            raise ValueError(f"not an mqtt://host:port URL: {url!r}")
+        self.host: str = parsed.hostname
+        self.port: int = parsed.port or 1883
+        self.username = parsed.username
+        self.password = parsed.password
+
+
+class Settings(BaseSettings):
+    """Everything `trygg run` needs; each field is TRYGG_<NAME> in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="TRYGG_", frozen=True)
+
+    # No broker configured means: start the embedded one.
+    mqtt_url: str | None = None
+    mqtt_topic_root: str = "trygg/v1"
+    embedded_mqtt_port: int = 1884
+    database_url: str = "sqlite:///trygg.db"
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8080, ge=1, le=65535)
+    config: Path | None = None
+    log_level: str = "info"
+    # How often the durable timers are swept; the deadline itself lives in the database.
+    timer_sweep_s: float = Field(default=1.0, gt=0)
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _valid_mqtt_url(cls, v: str | None) -> str | None:
+        if v:
+            MqttTarget(v)
+        return v
+
+    @property
+    def mqtt(self) -> MqttTarget | None:
+        return MqttTarget(self.mqtt_url) if self.mqtt_url else None

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from dispatch.config import MunicipalityConfig, ProviderSpec, SiteSpec
+from dispatch.config import ConfigError, MunicipalityConfig, ProviderSpec, SiteSpec
 from dispatch.models import Area, Customer, Device, Provider, Site, Team, TeamMember
 from dispatch.routing import TeamRef
 
@@ -58,7 +58,7 @@ def import_config(session: Session, config: MunicipalityConfig) -> ImportCounts:
     session.flush()
     providers = {p.code: _import_provider(up, p) for p in config.providers}
     for c in config.customers:
-        day = providers[c.day_provider] if c.day_provider else None
+        day = _day_provider(session, providers, c.day_provider)
         customer = up.upsert(Customer, {"code": c.code}, {
             "name": c.name, "personal_number": c.personal_number,
             "protected_identity": c.protected_identity,
@@ -68,6 +68,17 @@ def import_config(session: Session, config: MunicipalityConfig) -> ImportCounts:
             _import_site(up, customer, s)
     session.flush()
     return ImportCounts(up.created, up.updated, up.unchanged)
+
+
+def _day_provider(session: Session, known: dict[str, Provider],
+                  code: str | None) -> Provider | None:
+    if code is None:
+        return None
+    provider = known.get(code) or session.execute(
+        select(Provider).where(Provider.code == code, Provider.kind == "day")).scalar_one_or_none()
+    if provider is None:
+        raise ConfigError(f"unknown day provider {code!r}")
+    return provider
 
 
 def _import_provider(up: _Upserter, spec: ProviderSpec) -> Provider:

@@ -49,8 +49,8 @@ class AlarmNotFound(TryggError):
 
 @dataclass(frozen=True)
 class DispatchRules:
-    shifts: Shifts = Shifts()
-    timers: Timers = Timers()
+    shifts: Shifts = field(default_factory=Shifts)
+    timers: Timers = field(default_factory=Timers)
     topic_root: str = "trygg/v1"
 
 
@@ -59,7 +59,8 @@ class Outcome:
     """What a unit of work changed, for the dashboard push and the metrics after commit."""
 
     alarm_ids: list[int] = field(default_factory=list)
-    new_alarms: int = 0
+    new_alarms: dict[str, int] = field(default_factory=dict)  # by routing reason
+    processed: int = 0
     reminders: int = 0
     failed_events: int = 0
 
@@ -71,8 +72,11 @@ class Outcome:
 # -- device events -------------------------------------------------------------------
 
 
+PROCESS_BATCH = 500
+
+
 def process_pending(session: Session, now: datetime, rules: DispatchRules,
-                    limit: int = 500) -> Outcome:
+                    limit: int = PROCESS_BATCH) -> Outcome:
     """Apply stored device events that dispatch has not seen yet, oldest first."""
     rows = session.execute(
         select(DeviceEventRow).where(DeviceEventRow.processed_at.is_(None))
@@ -88,6 +92,7 @@ def process_pending(session: Session, now: datetime, rules: DispatchRules,
             out.failed_events += 1
             log.exception("event_processing_failed", event_id=row.id, cid=row.cid)
         row.processed_at = now
+    out.processed = len(rows)
     return out
 
 
@@ -148,7 +153,7 @@ def _on_alarm(session: Session, row: DeviceEventRow, now: datetime, rules: Dispa
     session.flush()
     if team is not None:
         _call_out(session, alarm, now, "system", rules)
-    out.new_alarms += 1
+    out.new_alarms[decision.reason.value] = out.new_alarms.get(decision.reason.value, 0) + 1
     out.touch(alarm.id)
     log.info("alarm_received", alarm_id=alarm.id, cid=row.cid, route=decision.reason.value,
              team=alarm.team_code)

@@ -80,7 +80,7 @@ def append_events(session: Session, items: Sequence[Incoming]) -> list[Stored]:
     """Store each new event once; a resend (same key) gets the id of the first copy."""
     keys = {item.event.idempotency_key for item in items}
     known: dict[str, int] = dict(
-        session.execute(  # type: ignore[arg-type]
+        session.execute(
             select(DeviceEventRow.idempotency_key, DeviceEventRow.id).where(
                 DeviceEventRow.idempotency_key.in_(keys)
             )

@@ -1,1 +1,1 @@
-"""Trygg: composition of gateway, dispatch and simulator into one service, plus shared infrastructure."""
+"""Trygg: gateway, dispatch and simulator composed into one service, and shared plumbing."""

@@ -1,0 +1,70 @@
+"""Typed dependencies of the routes: the app's resources from lifespan, and the signed-in user."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from dispatch.live import LiveFeed
+from dispatch.services import DispatchRules
+from dispatch.users import user_for_token
+from dispatch.worker import Dispatcher
+from trygg.clock import Clock
+from trygg.db import Database
+
+
+@dataclass
+class AppState:
+    db: Database
+    clock: Clock
+    rules: DispatchRules
+    live: LiveFeed
+    dispatcher: Dispatcher
+    # name -> "is it ready?", e.g. the MQTT link; /readyz reports each one
+    readiness: dict[str, Callable[[], bool]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Principal:
+    name: str
+    role: str
+
+
+def get_state(request: Request) -> AppState:
+    state: AppState = request.app.state.trygg
+    return state
+
+
+StateDep = Annotated[AppState, Depends(get_state)]
+_bearer = HTTPBearer(auto_error=False)
+
+
+async def current_user(
+    state: StateDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    if credentials is None or not credentials.credentials:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "a bearer token is required",
+                            headers={"WWW-Authenticate": "Bearer"})
+    token = credentials.credentials
+    user = await state.db.read(lambda s: user_for_token(s, token))
+    if user is None:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "unknown token",
+                            headers={"WWW-Authenticate": "Bearer"})
+    return Principal(user.name, user.role)
+
+
+UserDep = Annotated[Principal, Depends(current_user)]
+
+
+async def admin_user(user: UserDep) -> Principal:
+    if user.role != "admin":
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "this needs the admin role")
+    return user
+
+
+AdminDep = Annotated[Principal, Depends(admin_user)]

@@ -1,0 +1,41 @@
+"""Operations routes without a token: liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Response, status
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+
+from dispatch.api.deps import StateDep
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """The process is alive (says nothing about its dependencies)."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(state: StateDep, response: Response) -> dict[str, Any]:
+    """Ready to take alarms: the database answers and every device link is connected."""
+    checks: dict[str, bool] = {}
+    try:
+        await state.db.read(lambda s: s.execute(text("SELECT 1")).scalar_one())
+        checks["database"] = True
+    except Exception:
+        checks["database"] = False
+    for name, check in state.readiness.items():
+        checks[name] = bool(check())
+    ready = all(checks.values())
+    if not ready:
+        response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    return {"ready": ready, "checks": checks}
+
+
+@router.get("/metrics")
+async def metrics() -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

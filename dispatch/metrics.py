@@ -1,0 +1,37 @@
+"""Prometheus metrics of dispatch. Labels are states and kinds, never people."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import Counter
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import func, select
+
+from dispatch.models import Alarm, AlarmState
+from trygg.db import Database
+
+ALARMS_RECEIVED = Counter("trygg_alarms_received_total", "New alarms, by routing reason",
+                          ["route"])
+REMINDERS = Counter("trygg_reminders_total", "Reminders sent for alarms without check-in")
+EVENT_FAILURES = Counter("trygg_event_processing_failures_total",
+                         "Stored device events dispatch could not apply (kept, flagged)")
+TRANSITIONS = Counter("trygg_alarm_transitions_total", "Operator actions on alarms",
+                      ["action"])
+
+
+class AlarmStateCollector(Collector):
+    """`trygg_alarms{state}`: counted in the database at scrape time, so never stale."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily("trygg_alarms", "Alarms by state", labels=["state"])
+        with self.db.sessions() as session:
+            counts = dict(session.execute(
+                select(Alarm.state, func.count()).group_by(Alarm.state)).tuples().all())
+        for state in AlarmState:
+            family.add_metric([state.value], counts.get(state.value, 0))
+        yield family

@@ -1,0 +1,101 @@
+"""How an alarm looks from outside: the API's and dashboard's JSON, masked by role.
+
+Customers with protected identity (skyddade personuppgifter) show no name, personal
+number or address to anyone but an admin.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from dispatch.models import Alarm, AlarmState
+
+MASK = "Skyddad identitet"
+AWAITING_CHECK_IN = (AlarmState.RECEIVED, AlarmState.CALLED_OUT, AlarmState.ACCEPTED)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _seconds(start: datetime | None, end: datetime | None) -> float | None:
+    return (end - start).total_seconds() if start and end else None
+
+
+def deadline_of(alarm: Alarm, reminder_after: timedelta) -> datetime | None:
+    """The 30-minute mark the dashboard counts down to, while nobody is on site."""
+    if alarm.state not in AWAITING_CHECK_IN:
+        return None
+    return (alarm.called_out_at or alarm.received_at) + reminder_after
+
+
+def alarm_view(alarm: Alarm, reminder_after: timedelta, *,
+               with_log: bool = False) -> dict[str, Any]:
+    site, customer = alarm.site, alarm.customer
+    view: dict[str, Any] = {
+        "id": alarm.id,
+        "cid": alarm.cid,
+        "state": alarm.state,
+        "priority": alarm.priority,
+        "unknown_device": alarm.unknown_device,
+        "route_reason": alarm.route_reason,
+        "shift": alarm.shift,
+        "team": None if alarm.team_code is None else {
+            "code": alarm.team_code, "name": alarm.team_name, "phone": alarm.team_phone,
+        },
+        "call_order": alarm.call_order,
+        "customer": None if customer is None else {
+            "code": customer.code, "name": customer.name,
+            "protected_identity": customer.protected_identity,
+        },
+        "site": None if site is None else {
+            "code": site.code, "kind": site.kind, "address": site.address,
+            "postal_code": site.postal_code, "city": site.city, "area": site.area_code,
+            "door_name": site.door_name,
+        },
+        "received_at": _iso(alarm.received_at),
+        "called_out_at": _iso(alarm.called_out_at),
+        "accepted_at": _iso(alarm.accepted_at),
+        "accepted_by": alarm.accepted_by,
+        "on_site_at": _iso(alarm.on_site_at),
+        "completed_at": _iso(alarm.completed_at),
+        "closed_at": _iso(alarm.closed_at),
+        "closed_by": alarm.closed_by,
+        "closed_via": alarm.closed_via,
+        "close_reason": alarm.close_reason,
+        "reminded_at": _iso(alarm.reminded_at),
+        "reminder_count": alarm.reminder_count,
+        "repeat_count": alarm.repeat_count,
+        "deadline_at": _iso(deadline_of(alarm, reminder_after)),
+        "answer_seconds": _seconds(alarm.called_out_at, alarm.accepted_at),
+        "arrival_seconds": _seconds(alarm.called_out_at, alarm.on_site_at),
+    }
+    if with_log:
+        view["log"] = [
+            {"action": e.action, "from_state": e.from_state, "to_state": e.to_state,
+             "at": _iso(e.at), "actor": e.actor, "note": e.note}
+            for e in alarm.log
+        ]
+    return view
+
+
+def masked(view: dict[str, Any], role: str) -> dict[str, Any]:
+    customer = view.get("customer")
+    if role == "admin" or not customer or not customer["protected_identity"]:
+        return view
+    out = dict(view)
+    out["customer"] = {**customer, "name": MASK}
+    if view.get("site"):
+        out["site"] = {**view["site"], "address": MASK, "postal_code": None,
+                       "door_name": None}
+    return out
+
+
+def urgency_key(view: dict[str, Any]) -> tuple[int, str, int, int]:
+    """Most urgent first: nobody responding yet, then the nearest 30-minute mark."""
+    state = view["state"]
+    open_rank = 0 if state in AWAITING_CHECK_IN else 1 if state == AlarmState.ON_SITE else 2
+    no_team = 0 if view["team"] is None and open_rank == 0 else 1
+    deadline = view["deadline_at"] or view["received_at"]
+    return (open_rank, "" if no_team == 0 else deadline, -view["priority"], -view["id"])

@@ -1,0 +1,24 @@
+"""Prometheus metrics of the gateway. Labels are kinds and reasons, never device ids."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+EVENTS = Counter("trygg_device_events_total", "Device events stored, by kind", ["kind"])
+DUPLICATES = Counter("trygg_device_event_duplicates_total",
+                     "Resent device messages answered again but stored once")
+REJECTIONS = Counter("trygg_frame_rejections_total", "Device frames rejected, by reason",
+                     ["reason"])
+STORE_FAILURES = Counter("trygg_event_store_failures_total",
+                         "Batches that could not be committed (nothing was answered)")
+INGEST_LATENCY = Histogram(
+    "trygg_ingest_latency_seconds",
+    "From a device message arriving to its answer being published, after the commit",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+BATCH_SIZE = Histogram("trygg_ingest_batch_size", "Events committed per transaction",
+                       buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500))
+MQTT_CONNECTED = Gauge("trygg_mqtt_connected", "1 while the gateway's broker link is up",
+                       ["link"])
+MQTT_RECONNECTS = Counter("trygg_mqtt_connection_losses_total",
+                          "Broker connection attempts that failed or dropped", ["link"])

@@ -1,0 +1,135 @@
+"""The adapter over aiomqtt: one connection, a reconnect loop anyone can read, a state.
+
+Everything else in Trygg talks to `MqttLink`, not to aiomqtt, so the client library can
+change behind it. The loop reconnects with exponential backoff and jitter; the current
+state is visible for /readyz and as a metric.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+from collections.abc import Callable, Sequence
+from enum import StrEnum
+
+import aiomqtt
+import structlog
+
+from gateway.errors import GatewayUnavailable
+from gateway.metrics import MQTT_CONNECTED, MQTT_RECONNECTS
+
+log = structlog.get_logger(__name__)
+
+# Without TCP_NODELAY, loopback latency is dominated by Nagle's algorithm.
+NODELAY = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
+
+
+class LinkState(StrEnum):
+    STARTING = "starting"
+    CONNECTED = "connected"
+    DISCONNECTED = "disconnected"
+
+
+class MqttLink:
+    """A named, self-healing MQTT connection that hands each message to `on_message`.
+
+    `on_message(topic, payload)` is called on the event loop and must not block: the
+    gateway only enqueues there.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        host: str,
+        port: int,
+        *,
+        subscriptions: Sequence[str] = (),
+        on_message: Callable[[str, bytes], None] | None = None,
+        identifier: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        backoff_initial_s: float = 0.5,
+        backoff_max_s: float = 30.0,
+    ) -> None:
+        self.name = name
+        self.host = host
+        self.port = port
+        self.subscriptions = list(subscriptions)
+        self.on_message = on_message
+        self.identifier = identifier
+        self.username = username
+        self.password = password
+        self.backoff_initial_s = backoff_initial_s
+        self.backoff_max_s = backoff_max_s
+        self.state = LinkState.STARTING
+        self._client: aiomqtt.Client | None = None
+        self._connected = asyncio.Event()
+
+    def _new_client(self) -> aiomqtt.Client:
+        return aiomqtt.Client(
+            self.host, self.port,
+            identifier=self.identifier,
+            username=self.username, password=self.password,
+            # A persistent session: the broker keeps our QoS 1 messages while we reconnect.
+            clean_session=self.identifier is None,
+            max_inflight_messages=1000,
+            socket_options=NODELAY,
+            timeout=10,
+        )
+
+    async def run(self) -> None:
+        """Connect, subscribe, deliver; on any loss wait and do it again. Never returns."""
+        delay = self.backoff_initial_s
+        while True:
+            try:
+                async with self._new_client() as client:
+                    for topic in self.subscriptions:
+                        await client.subscribe(topic, qos=1)
+                    self._up(client)
+                    delay = self.backoff_initial_s
+                    async for message in client.messages:
+                        payload = message.payload
+                        if self.on_message is not None and isinstance(payload, bytes | bytearray):
+                            self.on_message(message.topic.value, bytes(payload))
+            except aiomqtt.MqttError as exc:
+                self._down()
+                MQTT_RECONNECTS.labels(self.name).inc()
+                wait = delay * (0.5 + random.random())  # noqa: S311 (jitter, not crypto)
+                log.warning("mqtt_link_lost", link=self.name, host=self.host, port=self.port,
+                            error=str(exc), retry_in_s=round(wait, 2))
+                await asyncio.sleep(wait)
+                delay = min(delay * 2, self.backoff_max_s)
+            finally:
+                self._down()
+
+    def _up(self, client: aiomqtt.Client) -> None:
+        self._client = client
+        self.state = LinkState.CONNECTED
+        self._connected.set()
+        MQTT_CONNECTED.labels(self.name).set(1)
+        log.info("mqtt_link_up", link=self.name, host=self.host, port=self.port)
+
+    def _down(self) -> None:
+        if self._client is not None:
+            self.state = LinkState.DISCONNECTED
+        self._client = None
+        self._connected.clear()
+        MQTT_CONNECTED.labels(self.name).set(0)
+
+    @property
+    def connected(self) -> bool:
+        return self.state is LinkState.CONNECTED
+
+    async def wait_connected(self, timeout_s: float | None = None) -> None:
+        await asyncio.wait_for(self._connected.wait(), timeout_s)
+
+    async def publish(self, topic: str, payload: bytes | str, *, qos: int = 1,
+                      retain: bool = False) -> None:
+        client = self._client
+        if client is None:
+            raise GatewayUnavailable(self.host, self.port)
+        try:
+            await client.publish(topic, payload, qos=qos, retain=retain)
+        except aiomqtt.MqttError as exc:
+            raise GatewayUnavailable(self.host, self.port) from exc

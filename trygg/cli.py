@@ -1,0 +1,191 @@
+"""The `trygg` command: run the service, import a registry, add users, simulate devices."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from devices.errors import TryggError
+from dispatch.config import MunicipalityConfig, load_config
+from dispatch.models import User
+from dispatch.registry import import_config
+from dispatch.users import ROLES, add_user
+from trygg.clock import SystemClock
+from trygg.db import Database
+from trygg.logs import configure_logging
+from trygg.migrations import upgrade
+from trygg.runtime import Service
+from trygg.settings import SHIPPED_CONFIG, Settings
+
+
+def _open_db(settings: Settings) -> Database:
+    db = Database(settings.database_url)
+    upgrade(db.engine)
+    return db
+
+
+def _config(settings: Settings) -> MunicipalityConfig:
+    return load_config(settings.config or SHIPPED_CONFIG)
+
+
+def base_unit_cids(config: MunicipalityConfig) -> list[str]:
+    return [d.cid for c in config.customers for s in c.sites for d in s.devices
+            if d.kind == "base_unit"]
+
+
+def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
+    config = load_config(Path(args.file))
+    db = _open_db(settings)
+    counts = db.transaction(lambda s: import_config(s, config))
+    db.close()
+    print(f"imported {args.file}: {counts.created} created, {counts.updated} updated, "
+          f"{counts.unchanged} unchanged")
+    return 0
+
+
+def cmd_user_add(settings: Settings, args: argparse.Namespace) -> int:
+    db = _open_db(settings)
+    now = SystemClock().now()
+    token = db.transaction(lambda s: add_user(s, args.name, args.role, now))
+    db.close()
+    print(f"user {args.name} ({args.role}) added; the token is shown only once:")
+    print(token)
+    return 0
+
+
+def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    _open_db(settings).close()
+    print("database schema is up to date")
+    return 0
+
+
+async def _simulate(settings: Settings, args: argparse.Namespace,
+                    stop: asyncio.Event | None = None) -> int:
+    from simulator import load_scenario, run_simulation
+
+    target = settings.mqtt
+    host, port = (target.host, target.port) if target else ("127.0.0.1",
+                                                           settings.embedded_mqtt_port)
+    cids = args.cids.split(",") if args.cids else base_unit_cids(_config(settings))
+    if args.units:
+        cids = (cids * (args.units // max(len(cids), 1) + 1))[: args.units] if cids else []
+    scenario = load_scenario(args.scenario)
+    if args.speed:
+        scenario = scenario.with_speed(args.speed)
+    report = await run_simulation(host, port, cids, scenario, root=settings.mqtt_topic_root,
+                                  stop=stop, seed=args.seed)
+    print(json.dumps(report.to_dict(), indent=2))
+    return 0
+
+
+def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
+    with contextlib.suppress(KeyboardInterrupt):
+        return asyncio.run(_simulate(settings, args))
+    return 0
+
+
+async def _run(settings: Settings, args: argparse.Namespace) -> int:
+    async with Service(settings) as service:
+        if args.demo_user:
+            _print_demo_sign_in(service)
+        if args.simulate:
+            stop = asyncio.Event()
+            sim = asyncio.create_task(_simulate(settings, args, stop), name="trygg.simulator")
+            await service.wait()
+            stop.set()
+            try:
+                await asyncio.wait_for(sim, 10)
+            except Exception as exc:  # the demo traffic failing must not hide why
+                print(f"trygg: the simulator stopped: {exc!r}", file=sys.stderr)
+        else:
+            await service.wait()
+    return 0
+
+
+def _ensure_demo_user(session: Session, now: datetime) -> str | None:
+    """A demo operator for a fresh install; None when anyone can sign in already."""
+    if session.execute(select(User.id).limit(1)).first() is not None:
+        return None
+    return add_user(session, "demo", "operator", now)
+
+
+def _print_demo_sign_in(service: Service) -> None:
+    now = service.clock.now()
+    token = service.db.transaction(lambda s: _ensure_demo_user(s, now))
+    print(f"\n  Trygg dashboard: {service.http_url}/", file=sys.stderr)
+    if token:
+        print(f"  Sign in as the demo operator with this token:\n\n    {token}\n",
+              file=sys.stderr)
+    else:
+        print("  Sign in with a token from `trygg user add NAME --role operator`.\n",
+              file=sys.stderr)
+
+
+def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
+    with contextlib.suppress(KeyboardInterrupt):
+        return asyncio.run(_run(settings, args))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="trygg", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run gateway, dispatch, API and dashboard")
+    run.add_argument("--simulate", action="store_true",
+                     help="also run simulated base units against the service")
+    run.add_argument("--demo-user", action="store_true",
+                     help="create a demo operator if there are no users, and print its token")
+    _simulation_options(run)
+    run.set_defaults(func=cmd_run)
+
+    imp = sub.add_parser("import", help="import a registry YAML file (idempotent)")
+    imp.add_argument("file")
+    imp.set_defaults(func=cmd_import)
+
+    user = sub.add_parser("user", help="manage users")
+    user_sub = user.add_subparsers(dest="user_command", required=True)
+    add = user_sub.add_parser("add", help="add a user; prints its token as the last line")
+    add.add_argument("name")
+    add.add_argument("--role", choices=ROLES, default="operator")
+    add.set_defaults(func=cmd_user_add)
+
+    sim = sub.add_parser("simulate", help="run simulated base units over MQTT")
+    _simulation_options(sim)
+    sim.set_defaults(func=cmd_simulate)
+
+    mig = sub.add_parser("migrate", help="apply database migrations")
+    mig.set_defaults(func=cmd_migrate)
+    return parser
+
+
+def _simulation_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--scenario", default="demo", help="a shipped scenario name or a YAML file")
+    p.add_argument("--units", type=int, default=0,
+                   help="number of base units (default: every base unit in the configuration)")
+    p.add_argument("--cids", default="", help="comma-separated cids instead of the configured ones")
+    p.add_argument("--speed", type=float, default=0.0, help="compress scenario time by this factor")
+    p.add_argument("--seed", type=int, default=None)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings()
+        configure_logging(settings.log_level)
+        return int(args.func(settings, args))
+    except TryggError as exc:
+        print(f"trygg: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

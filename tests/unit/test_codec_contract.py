@@ -1,0 +1,113 @@
+"""The contract every registered codec keeps: bad frames raise FrameError, answers parse.
+
+A new codec registers in devices.codecs.CODECS and adds one `Sample` here; it then
+inherits every test below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pytest
+
+from devices import scaip
+from devices.codecs import CODECS, Codec
+from devices.errors import FrameError
+
+
+@dataclass(frozen=True)
+class Sample:
+    frame: bytes  # a valid frame, as a real device sends it
+    ref: str  # the message reference inside it
+    # How the device reads our answer: (ref answered, accepted?). None: no answers.
+    read_answer: Callable[[bytes], tuple[str | None, bool]] | None
+
+
+def read_scaip_answer(answer: bytes) -> tuple[str | None, bool]:
+    resp = scaip.decode_response(answer)
+    return resp.ref, resp.snu == scaip.Snu.OK
+
+
+SAMPLES = {
+    "scaip": Sample(
+        frame=b"<mrq><ref>1242</ref><cid>678</cid><dty>27</dty><stc>16</stc></mrq>",
+        ref="1242",
+        read_answer=read_scaip_answer,
+    ),
+}
+
+GARBAGE = [b"", b"\x00", b"\xff\xfe\xfd", b"hello", b"<", b"<x/>", b"\n\r" * 50, b"A" * 100_000]
+
+codecs = pytest.mark.parametrize("codec", list(CODECS.values()), ids=lambda c: c.name)
+
+
+def sample_of(codec: Codec) -> Sample:
+    return SAMPLES[codec.name]
+
+
+def test_every_registered_codec_has_a_contract_sample() -> None:
+    assert set(CODECS) <= set(SAMPLES)
+
+
+@codecs
+def test_codec_is_registered_under_its_own_name(codec: Codec) -> None:
+    assert CODECS[codec.name] is codec
+
+
+@codecs
+def test_sample_frame_decodes_to_an_event_of_this_protocol(codec: Codec) -> None:
+    event = codec.decode(sample_of(codec).frame)
+
+    assert (event.protocol, event.ref) == (codec.name, sample_of(codec).ref)
+
+
+@codecs
+def test_truncated_frame_raises_frame_error(codec: Codec) -> None:
+    frame = sample_of(codec).frame
+
+    for end in range(len(frame)):
+        with pytest.raises(FrameError):
+            codec.decode(frame[:end])
+
+
+@codecs
+@pytest.mark.parametrize("garbage", GARBAGE, ids=lambda g: repr(g[:8]))
+def test_garbage_raises_frame_error_with_a_reason(codec: Codec, garbage: bytes) -> None:
+    with pytest.raises(FrameError) as info:
+        codec.decode(garbage)
+
+    assert info.value.reason
+
+
+@codecs
+def test_ok_answer_is_read_by_the_device_as_accepted(codec: Codec) -> None:
+    sample = sample_of(codec)
+    if sample.read_answer is None:
+        pytest.skip(f"{codec.name} devices read no answers")
+
+    assert sample.read_answer(codec.encode_ok(sample.ref)) == (sample.ref, True)
+
+
+@codecs
+def test_error_answer_is_read_by_the_device_as_not_accepted(codec: Codec) -> None:
+    sample = sample_of(codec)
+    if sample.read_answer is None:
+        pytest.skip(f"{codec.name} devices read no answers")
+    with pytest.raises(FrameError) as info:
+        codec.decode(sample.frame[:-1])
+
+    _, accepted = sample.read_answer(codec.encode_error(info.value))
+
+    assert accepted is False
+
+
+@codecs
+def test_error_answer_to_another_codecs_error_is_read_as_not_accepted(codec: Codec) -> None:
+    sample = sample_of(codec)
+    if sample.read_answer is None:
+        pytest.skip(f"{codec.name} devices read no answers")
+
+    _, accepted = sample.read_answer(codec.encode_error(FrameError("bad_crc", "CRC mismatch")))
+
+    assert accepted is False

@@ -31,7 +31,7 @@ class AlarmStateCollector(Collector):
         family = GaugeMetricFamily("trygg_alarms", "Alarms by state", labels=["state"])
         with self.db.sessions() as session:
             counts = dict(session.execute(
-                select(Alarm.state, func.count()).group_by(Alarm.state)).tuples().all())
+                select(Alarm.state, func.count()).group_by(Alarm.state)).all())
         for state in AlarmState:
             family.add_metric([state.value], counts.get(state.value, 0))
         yield family

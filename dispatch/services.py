@@ -301,7 +301,7 @@ def pending_outbox(session: Session, limit: int = 100) -> list[tuple[int, str, s
     rows = session.execute(
         select(OutboxMessage.id, OutboxMessage.topic, OutboxMessage.payload)
         .where(OutboxMessage.sent_at.is_(None)).order_by(OutboxMessage.id).limit(limit)
-    ).tuples().all()
+    ).all()
     return list(rows)
 
 

@@ -96,7 +96,7 @@ def append_events(session: Session, items: Sequence[Incoming]) -> list[Stored]:
             insert(DeviceEventRow).returning(DeviceEventRow.idempotency_key, DeviceEventRow.id),
             list(fresh.values()),
         )
-        new_ids = dict(inserted.tuples().all())
+        new_ids = dict(inserted.all())
     else:
         new_ids = {}
     _touch_links(session, items)

@@ -42,12 +42,15 @@ class UTCDateTime(TypeDecorator[datetime]):
         return None if value is None else value.replace(tzinfo=UTC)
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
+def make_engine(url: str, *, for_writes: bool = False, **kwargs: Any) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         # pysqlite's own transaction handling breaks SAVEPOINT; let SQLAlchemy emit BEGIN.
-        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN"))
+        # Writers take the write lock up front: a deferred transaction that reads and
+        # then writes gets SQLITE_BUSY at once, without waiting for the busy timeout.
+        begin = "BEGIN IMMEDIATE" if for_writes else "BEGIN"
+        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql(begin))
         return engine
     return create_engine(url, pool_pre_ping=True, **kwargs)
 
@@ -71,11 +74,13 @@ class Database:
         self.url = url
         self.engine = make_engine(url, **engine_kwargs)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.write_engine = make_engine(url, for_writes=True, **engine_kwargs)
+        self.write_sessions = sessionmaker(self.write_engine, expire_on_commit=False)
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trygg-db-writer")
 
     def transaction(self, fn: Callable[[Session], T]) -> T:
-        """Run fn in a transaction on the calling thread (CLI, tests, the writer thread)."""
-        with self.sessions() as session, session.begin():
+        """Run fn in a write transaction on the calling thread (CLI, tests, the writer)."""
+        with self.write_sessions() as session, session.begin():
             return fn(session)
 
     async def write(self, fn: Callable[[Session], T]) -> T:
@@ -93,3 +98,4 @@ class Database:
     def close(self) -> None:
         self._writer.shutdown(wait=True)
         self.engine.dispose()
+        self.write_engine.dispose()

@@ -36,6 +36,16 @@ def add_user(session: Session, name: str, role: Role, now: datetime) -> str:
     return token
 
 
+def rotate_token(session: Session, name: str, role: Role, now: datetime) -> str:
+    """Give `name` a new token (creating the user if needed); the old token stops working."""
+    user = session.execute(select(User).where(User.name == name)).scalar_one_or_none()
+    if user is None:
+        return add_user(session, name, role, now)
+    token = secrets.token_urlsafe(32)
+    user.token_hash = digest(token)
+    return token
+
+
 def user_for_token(session: Session, token: str) -> User | None:
     return session.execute(
         select(User).where(User.token_hash == digest(token))).scalar_one_or_none()

@@ -7,17 +7,12 @@ import asyncio
 import contextlib
 import json
 import sys
-from datetime import datetime
 from pathlib import Path
-
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from devices.errors import TryggError
 from dispatch.config import MunicipalityConfig, load_config
-from dispatch.models import User
 from dispatch.registry import import_config
-from dispatch.users import ROLES, add_user
+from dispatch.users import ROLES, add_user, rotate_token
 from trygg.clock import SystemClock
 from trygg.db import Database
 from trygg.logs import configure_logging
@@ -110,23 +105,13 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _ensure_demo_user(session: Session, now: datetime) -> str | None:
-    """A demo operator for a fresh install; None when anyone can sign in already."""
-    if session.execute(select(User.id).limit(1)).first() is not None:
-        return None
-    return add_user(session, "demo", "operator", now)
-
-
 def _print_demo_sign_in(service: Service) -> None:
+    """The demo operator gets a fresh token at every start, printed for the person at hand."""
     now = service.clock.now()
-    token = service.db.transaction(lambda s: _ensure_demo_user(s, now))
-    print(f"\n  Trygg dashboard: {service.http_url}/", file=sys.stderr)
-    if token:
-        print(f"  Sign in as the demo operator with this token:\n\n    {token}\n",
-              file=sys.stderr)
-    else:
-        print("  Sign in with a token from `trygg user add NAME --role operator`.\n",
-              file=sys.stderr)
+    token = service.db.transaction(lambda s: rotate_token(s, "demo", "operator", now))
+    print(f"\n  Trygg dashboard: {service.http_url}/\n"
+          f"  Sign in as the demo operator with this token:\n\n    {token}\n",
+          file=sys.stderr, flush=True)
 
 
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
@@ -143,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--simulate", action="store_true",
                      help="also run simulated base units against the service")
     run.add_argument("--demo-user", action="store_true",
-                     help="create a demo operator if there are no users, and print its token")
+                     help="give the operator 'demo' a new token and print it (for a demo)")
     _simulation_options(run)
     run.set_defaults(func=cmd_run)
 

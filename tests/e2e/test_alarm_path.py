@@ -155,7 +155,7 @@ async def test_phone_kvittering_needs_a_reason_and_closes_the_alarm(
         refused = await client.post(f"/api/alarms/{alarm['id']}/phone-kvittering",
                                     json={"reason": "   "})
         closed = await client.post(f"/api/alarms/{alarm['id']}/phone-kvittering",
-                                   json={"reason": "Customer pressed by mistake, confirmed by phone"})
+                                   json={"reason": "Pressed by mistake, confirmed by phone"})
         queue = (await client.get("/api/alarms", params={"scope": "open"})).json()["alarms"]
 
         assert refused.status_code == 422

@@ -122,18 +122,19 @@ async def test_live_stream_pushes_a_new_alarm(broker: Broker, sqlite_database_ur
             broker.host, broker.port, root=settings.mqtt_topic_root) as link:
         client = api(service, make_token(service))
         events: list[dict[str, object]] = []
+        subscribed = asyncio.Event()
 
         async def listen() -> None:
             async with client.stream("GET", "/api/stream") as response:
                 async for line in response.aiter_lines():
                     if line.startswith("data: "):
                         events.append(json.loads(line[6:]))
+                        subscribed.set()
                         if events[-1]["type"] == "alarm":
                             return
 
         listener = asyncio.create_task(listen())
-        while not events:  # the hello: subscribed
-            await asyncio.sleep(0.01)
+        await asyncio.wait_for(subscribed.wait(), 5)
         await SimulatedBaseUnit("100008", link).press()
         await asyncio.wait_for(listener, 5)
         alarm = events[-1]["alarm"]

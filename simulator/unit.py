@@ -75,6 +75,9 @@ class UnitTally:
     publish_failures: int = 0  # copies the link could not publish (broker away)
 
 
+_SPOKEN = {Action.CHECK_IN: "check in", Action.CHECK_OUT: "check out"}
+
+
 class SimulatedBaseUnit:
     """One base unit with pendant, as the alarm centre sees it over MQTT."""
 
@@ -150,6 +153,9 @@ class SimulatedBaseUnit:
         if response.snu != Snu.OK:
             self.tally.refused += 1
         bound.info("simulator.unit.answered", snu=response.snu)
+        if response.snu == Snu.OK and action in _SPOKEN:
+            # A real unit speaks once the centre has taken the kvittering.
+            bound.info("simulator.unit.says", words=_SPOKEN[action])
         return response
 
     async def _resend_until_answered(

@@ -6,9 +6,11 @@ than surprising an operator at 03:00.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import time, timedelta
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
@@ -17,6 +19,7 @@ from pydantic import (
     Field,
     ValidationError,
     ValidationInfo,
+    field_validator,
     model_validator,
 )
 
@@ -37,6 +40,16 @@ class Shifts(_Frozen):
     timezone: str = "Europe/Stockholm"
     day_start: time = time(7, 0)
     night_start: time = time(22, 0)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        # Checked here, not at the first alarm: routing would fail on every alarm.
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
 
 
 class Timers(_Frozen):
@@ -108,6 +121,13 @@ class MunicipalityConfig(_Frozen):
 
     @model_validator(mode="after")
     def _references_resolve(self, info: ValidationInfo) -> MunicipalityConfig:
+        # Records are matched by code on import: a code used twice would make the
+        # second record silently overwrite the first.
+        _once("area", (a.code for a in self.areas))
+        _once("provider", (p.code for p in self.providers))
+        _once("team", (t.code for p in self.providers for t in p.teams))
+        _once("customer", (c.code for c in self.customers))
+        _once("site", (s.code for c in self.customers for s in c.sites))
         # A partial document (an API edit) may refer to records already in the
         # database; the import checks those references against it instead.
         if info.context and info.context.get("partial"):
@@ -134,11 +154,21 @@ class MunicipalityConfig(_Frozen):
         return self
 
 
+def _once(kind: str, codes: Iterable[str]) -> None:
+    seen: set[str] = set()
+    for code in codes:
+        if code in seen:
+            raise ValueError(f"{kind} {code} is listed twice")
+        seen.add(code)
+
+
 def load_config(path: Path) -> MunicipalityConfig:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not UTF-8 text: {exc}") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
     try:

@@ -49,7 +49,9 @@ def receive(alarm: Alarm, at: datetime, actor: str) -> None:
     alarm.state = S.RECEIVED
     alarm.received_at = at
     note = f"routed: {alarm.route_reason}" + (f" to {alarm.team_code}" if alarm.team_code else "")
-    _log(alarm, "receive", at, actor, note)
+    # The first entry comes from no state: the trail must not claim "received -> received".
+    alarm.log.append(AlarmLogEntry(action="receive", from_state=None, to_state=S.RECEIVED,
+                                   at=at, actor=actor, note=note))
 
 
 def call_out(alarm: Alarm, at: datetime, actor: str) -> bool:

@@ -92,10 +92,14 @@ def masked(view: dict[str, Any], role: str) -> dict[str, Any]:
     return out
 
 
-def urgency_key(view: dict[str, Any]) -> tuple[int, str, int, int]:
-    """Most urgent first: nobody responding yet, then the nearest 30-minute mark."""
+def urgency_key(view: dict[str, Any]) -> tuple[int, int, str, int, int]:
+    """Most urgent first: nobody responding yet, then the nearest 30-minute mark.
+
+    Alarms nobody was called for are ordered among themselves by their mark too, so the
+    one that has waited longest is not pushed down by every newer one.
+    """
     state = view["state"]
     open_rank = 0 if state in AWAITING_CHECK_IN else 1 if state == AlarmState.ON_SITE else 2
     no_team = 0 if view["team"] is None and open_rank == 0 else 1
     deadline = view["deadline_at"] or view["received_at"]
-    return (open_rank, "" if no_team == 0 else deadline, -view["priority"], -view["id"])
+    return (open_rank, no_team, deadline, -view["priority"], -view["id"])

@@ -1,0 +1,56 @@
+"""Database fixtures: a fresh migrated SQLite file per test, holding the shipped registry.
+
+Migrating and importing cost a few fsyncs each, so it is done once per session into a
+template file, and each test gets its own copy of that file in its tmp_path.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dispatch.config import load_config
+from dispatch.registry import import_config
+from trygg.db import Database
+from trygg.migrations import upgrade
+from trygg.settings import SHIPPED_CONFIG
+
+
+def _build(path: Path, *, with_registry: bool) -> Path:
+    database = Database(f"sqlite:///{path}")
+    upgrade(database.engine)
+    if with_registry:
+        config = load_config(SHIPPED_CONFIG)
+        database.transaction(lambda s: import_config(s, config))
+    database.close()  # the last connection closing folds the WAL into the file
+    return path
+
+
+@pytest.fixture(scope="session")
+def _templates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("db-templates")
+    return {"empty": _build(root / "empty.db", with_registry=False),
+            "shipped": _build(root / "shipped.db", with_registry=True)}
+
+
+def _copy(template: Path, tmp_path: Path) -> Iterator[Database]:
+    path = tmp_path / "trygg.db"
+    shutil.copyfile(template, path)
+    database = Database(f"sqlite:///{path}")
+    yield database
+    database.close()
+
+
+@pytest.fixture
+def empty_db(_templates: dict[str, Path], tmp_path: Path) -> Iterator[Database]:
+    """A migrated database with nothing in it."""
+    yield from _copy(_templates["empty"], tmp_path)
+
+
+@pytest.fixture
+def db(_templates: dict[str, Path], tmp_path: Path) -> Iterator[Database]:
+    """A migrated database holding the shipped configuration's registry."""
+    yield from _copy(_templates["shipped"], tmp_path)

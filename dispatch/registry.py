@@ -2,15 +2,18 @@
 
 `import_config` is idempotent: every record is matched by its code (a device by its cid)
 and updated in place, so importing the same file twice changes nothing, and importing an
-edited file applies the edit. Nothing is deleted by an import.
+edited file applies the edit. Nothing is deleted by an import, and a field a document
+leaves out keeps its stored value: an API edit of a team's phone must not wipe its call
+order, nor an edit of a customer's name their day provider.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -32,15 +35,26 @@ class _Upserter:
     def __init__(self, session: Session) -> None:
         self.session = session
         self.created = self.updated = self.unchanged = 0
+        self._last_unchanged = False
 
-    def upsert(self, model: type[M], key: dict[str, Any], values: dict[str, Any]) -> M:
+    def upsert(self, model: type[M], key: dict[str, Any], values: dict[str, Any],
+               given: BaseModel | None = None, columns: Mapping[str, str] | None = None) -> M:
+        """Create with all `values`; update only the columns whose spec field was given.
+
+        `columns` maps spec field names to column names where they differ.
+        """
         row = self.session.execute(select(model).filter_by(**key)).scalar_one_or_none()
         if row is None:
             row = model(**key, **values)
             self.session.add(row)
             self.session.flush()
             self.created += 1
+            self._last_unchanged = False
             return row
+        if given is not None:
+            names = columns or {}
+            present = {names.get(f, f) for f in given.model_fields_set}
+            values = {k: v for k, v in values.items() if k in present}
         changed = {k: v for k, v in values.items() if getattr(row, k) != v}
         for k, v in changed.items():
             setattr(row, k, v)
@@ -48,13 +62,21 @@ class _Upserter:
             self.updated += 1
         else:
             self.unchanged += 1
+        self._last_unchanged = not changed
         return row
+
+    def children_changed(self) -> None:
+        """The record just upserted had its children replaced (a call order): an update."""
+        if self._last_unchanged:
+            self.unchanged -= 1
+            self.updated += 1
+            self._last_unchanged = False
 
 
 def import_config(session: Session, config: MunicipalityConfig) -> ImportCounts:
     up = _Upserter(session)
     for area in config.areas:
-        up.upsert(Area, {"code": area.code}, {"name": area.name})
+        up.upsert(Area, {"code": area.code}, {"name": area.name}, area)
     session.flush()
     providers = {p.code: _import_provider(up, p) for p in config.providers}
     for c in config.customers:
@@ -63,7 +85,7 @@ def import_config(session: Session, config: MunicipalityConfig) -> ImportCounts:
             "name": c.name, "personal_number": c.personal_number,
             "protected_identity": c.protected_identity,
             "day_provider_id": day.id if day else None,
-        })
+        }, c, {"day_provider": "day_provider_id"})
         for s in c.sites:
             _import_site(up, customer, s)
     session.flush()
@@ -75,24 +97,29 @@ def _day_provider(session: Session, known: dict[str, Provider],
     if code is None:
         return None
     provider = known.get(code) or session.execute(
-        select(Provider).where(Provider.code == code, Provider.kind == "day")).scalar_one_or_none()
-    if provider is None:
+        select(Provider).where(Provider.code == code)).scalar_one_or_none()
+    if provider is None or provider.kind != "day":  # the night organisation is no choice
         raise ConfigError(f"unknown day provider {code!r}")
     return provider
 
 
 def _import_provider(up: _Upserter, spec: ProviderSpec) -> Provider:
-    provider = up.upsert(Provider, {"code": spec.code}, {"name": spec.name, "kind": spec.kind})
+    provider = up.upsert(Provider, {"code": spec.code}, {"name": spec.name, "kind": spec.kind},
+                         spec)
     for t in spec.teams:
         team = up.upsert(Team, {"code": t.code}, {
             "name": t.name, "provider_id": provider.id, "area_code": t.area, "phone": t.phone,
-        })
+        }, t, {"area": "area_code"})
+        team.provider_id = provider.id  # a team listed under a provider belongs to it
+        if "call_order" not in t.model_fields_set:
+            continue
         wanted = [(i + 1, e.name, e.phone) for i, e in enumerate(t.call_order)]
         current = [(m.position, m.name, m.phone) for m in team.members]
         if wanted != current:
             team.members.clear()
             up.session.flush()
             team.members.extend(TeamMember(position=p, name=n, phone=ph) for p, n, ph in wanted)
+            up.children_changed()
     return provider
 
 
@@ -101,9 +128,12 @@ def _import_site(up: _Upserter, customer: Customer, s: SiteSpec) -> None:
         "customer_id": customer.id, "kind": s.kind, "address": s.address,
         "postal_code": s.postal_code, "city": s.city, "area_code": s.area,
         "door_name": s.door_name,
-    })
+    }, s, {"area": "area_code"})
+    site.customer_id = customer.id  # a site listed under a customer belongs to them
     for d in s.devices:
-        up.upsert(Device, {"cid": d.cid}, {"site_id": site.id, "kind": d.kind, "model": d.model})
+        device = up.upsert(Device, {"cid": d.cid},
+                           {"site_id": site.id, "kind": d.kind, "model": d.model}, d)
+        device.site_id = site.id
 
 
 def registry_is_empty(session: Session) -> bool:

@@ -78,6 +78,8 @@ class Stored:
 
 def append_events(session: Session, items: Sequence[Incoming]) -> list[Stored]:
     """Store each new event once; a resend (same key) gets the id of the first copy."""
+    if not items:
+        return []
     keys = {item.event.idempotency_key for item in items}
     known: dict[str, int] = dict(
         session.execute(

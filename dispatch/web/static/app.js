@@ -1,0 +1,933 @@
+// Trygg operator dashboard: sign-in, the live alarm queue, and the operator's actions.
+// Plain ES modules, no build step, nothing loaded from outside this server.
+
+import {
+  AWAITING_CHECK_IN, ROUTE_LABEL, SHIFT_LABEL, STATE_LABEL,
+  clockTime, compareUrgency, countdown, dateTime, displayAddress, duration, errorText,
+  isBehind, isOpen,
+} from "./model.js";
+import { openStream } from "./stream.js";
+
+const TOKEN_KEY = "trygg.token";
+const SOUND_KEY = "trygg.sound";
+const SAFETY_REFETCH_MS = 60000; // belt and braces next to the live feed
+const READY_POLL_MS = 15000;
+const NEW_HIGHLIGHT_MS = 12000;
+
+const $ = (id) => document.getElementById(id);
+
+// -- state ----------------------------------------------------------------------------------
+
+const S = {
+  token: null,
+  me: null,
+  stream: null,
+  conn: "connecting", // connecting | live | reconnecting
+  offsetMs: 0, // server time minus client time
+  alarms: new Map(), // id -> view, the active queue (open + completed)
+  gone: new Map(), // id -> closed view, so a stale snapshot never brings one back
+  cards: new Map(), // id -> { el, sig }
+  fresh: new Map(), // id -> time it arrived live (highlight)
+  listFetches: new Set(), // ids touched live while a list fetch is in flight, per fetch
+  timers: [],
+  renderQueued: false,
+  details: null, // id of the alarm open in the details dialog
+  sound: localStorage.getItem(SOUND_KEY) === "on",
+  audio: null,
+  lastTitle: "",
+};
+
+const serverNow = () => Date.now() + S.offsetMs;
+
+// -- tiny DOM helper (text only: never innerHTML with data) ---------------------------------
+
+function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (value == null || value === false) continue;
+    if (key === "class") el.className = value;
+    else if (key === "text") el.textContent = value;
+    else if (key === "dataset") Object.assign(el.dataset, value);
+    else if (key.startsWith("on")) el.addEventListener(key.slice(2), value);
+    else el.setAttribute(key, value === true ? "" : value);
+  }
+  for (const child of children.flat(Infinity)) {
+    if (child == null || child === false) continue;
+    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return el;
+}
+
+const hidden = (text) => h("span", { class: "visually-hidden" }, text);
+
+// -- HTTP -------------------------------------------------------------------------------------
+
+class SignedOut extends Error {}
+
+async function api(path, { method = "GET", body, token = S.token } = {}) {
+  const headers = { Authorization: `Bearer ${token}` };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  let res;
+  try {
+    res = await fetch(path, {
+      method, headers, cache: "no-store",
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch {
+    return { ok: false, status: 0, body: null, network: true };
+  }
+  let data = null;
+  try {
+    data = await res.json();
+  } catch {
+    data = null;
+  }
+  if (res.status === 401 && token === S.token && S.token) {
+    signOut("The server no longer accepts your token (it may have been revoked). Sign in again.");
+    throw new SignedOut();
+  }
+  return { ok: res.ok, status: res.status, body: data };
+}
+
+// -- sign-in ----------------------------------------------------------------------------------
+
+function showSignIn(notice) {
+  $("app").hidden = true;
+  $("signin").hidden = false;
+  const n = $("signin-notice");
+  n.hidden = !notice;
+  n.textContent = notice || "";
+  $("signin-error").hidden = true;
+  $("token-input").value = "";
+  document.title = "Sign in — Trygg";
+  $("token-input").focus();
+}
+
+function signinError(text) {
+  const e = $("signin-error");
+  e.textContent = text;
+  e.hidden = false;
+  $("token-input").setAttribute("aria-invalid", "true");
+  $("token-input").focus();
+}
+
+async function onSignIn(event) {
+  event.preventDefault();
+  const token = $("token-input").value.trim();
+  $("signin-error").hidden = true;
+  $("token-input").removeAttribute("aria-invalid");
+  if (!token) {
+    signinError("Paste your access token first.");
+    return;
+  }
+  const button = $("signin-button");
+  button.disabled = true;
+  button.textContent = "Signing in…";
+  try {
+    const res = await api("/api/me", { token });
+    if (res.network) {
+      signinError("Cannot reach the Trygg server. Check the network and try again.");
+    } else if (res.status === 401) {
+      signinError("That token was not accepted. Check that you pasted all of it.");
+    } else if (!res.ok) {
+      signinError(`The server could not sign you in (${res.status}). Try again.`);
+    } else {
+      sessionStorage.setItem(TOKEN_KEY, token);
+      $("token-input").value = "";
+      startApp(token, res.body);
+    }
+  } finally {
+    button.disabled = false;
+    button.textContent = "Sign in";
+  }
+}
+
+function signOut(notice) {
+  stopApp();
+  sessionStorage.removeItem(TOKEN_KEY);
+  showSignIn(notice);
+}
+
+// -- the console ------------------------------------------------------------------------------
+
+function startApp(token, me) {
+  stopApp();
+  S.token = token;
+  S.me = me;
+  $("signin").hidden = true;
+  $("app").hidden = false;
+  showUser();
+  setConn("connecting");
+  S.stream = openStream("/api/stream", token, {
+    onOpen: () => {
+      setConn("live");
+      loadList();
+      if (!S.me) loadMe();
+    },
+    onEvent: onStreamEvent,
+    onDown: ({ attempt, retryInMs }) => setConn("reconnecting", { attempt, retryInMs }),
+    onUnauthorized: () =>
+      signOut("The server no longer accepts your token (it may have been revoked). Sign in again."),
+  });
+  loadList();
+  checkReady();
+  S.timers.push(setInterval(tick, 500));
+  S.timers.push(setInterval(() => { if (S.conn === "live") loadList(); }, SAFETY_REFETCH_MS));
+  S.timers.push(setInterval(checkReady, READY_POLL_MS));
+  $("queue-title").focus?.();
+}
+
+function stopApp() {
+  if (S.stream) S.stream.stop();
+  S.stream = null;
+  S.timers.forEach(clearInterval);
+  S.timers = [];
+  S.token = null;
+  S.me = null;
+  S.alarms.clear();
+  S.gone.clear();
+  S.cards.clear();
+  S.fresh.clear();
+  $("queue").replaceChildren();
+  for (const d of document.querySelectorAll("dialog[open]")) d.close();
+}
+
+async function loadMe() {
+  try {
+    const res = await api("/api/me");
+    if (res.ok) {
+      S.me = res.body;
+      showUser();
+    }
+  } catch (e) {
+    if (!(e instanceof SignedOut)) throw e;
+  }
+}
+
+function showUser() {
+  $("user-name").textContent = S.me ? S.me.name : "…";
+  $("user-role").textContent = S.me ? S.me.role : "";
+}
+
+function setConn(conn, info) {
+  S.conn = conn;
+  const box = $("conn");
+  box.className = `conn conn-${conn}`;
+  const banner = $("banner-conn");
+  if (conn === "live") {
+    $("conn-text").textContent = "Live";
+    banner.hidden = true;
+  } else if (conn === "connecting") {
+    $("conn-text").textContent = "Connecting…";
+  } else {
+    $("conn-text").textContent = "Reconnecting…";
+    const secs = Math.max(1, Math.round((info?.retryInMs || 1000) / 1000));
+    banner.replaceChildren(
+      h("strong", {}, "Live updates interrupted. "),
+      `The queue below may be out of date. Reconnecting in ${secs} s (attempt ${info?.attempt || 1}). `,
+      h("button", { type: "button", class: "btn btn-small btn-on-banner", onclick: () => S.stream?.kick() },
+        "Reconnect now"),
+    );
+    banner.hidden = false;
+  }
+  updateTitle();
+}
+
+function onStreamEvent(name, data) {
+  if (name === "hello") {
+    // First estimate; the list fetch that follows refines it (it times the round trip).
+    if (data.server_time) S.offsetMs = Date.parse(data.server_time) - Date.now();
+  } else if (name === "alarm" && data.alarm) {
+    for (const touched of S.listFetches) touched.add(data.alarm.id);
+    upsert(data.alarm, true);
+  } else if (name === "resync") {
+    loadList();
+  }
+}
+
+async function loadList() {
+  const touched = new Set();
+  S.listFetches.add(touched);
+  const sent = Date.now();
+  let res;
+  try {
+    res = await api("/api/alarms?scope=active");
+  } catch (e) {
+    if (e instanceof SignedOut) return;
+    throw e;
+  } finally {
+    S.listFetches.delete(touched);
+  }
+  if (!res.ok || !S.token) return;
+  const received = Date.now();
+  S.offsetMs = Date.parse(res.body.server_time) - (sent + received) / 2;
+  const listed = new Set();
+  for (const view of res.body.alarms) {
+    listed.add(view.id);
+    upsert(view, false);
+  }
+  // Held but not listed: closed meanwhile (by someone else, or while we were away),
+  // unless it came in live while the list was on its way.
+  for (const id of [...S.alarms.keys()]) {
+    if (!listed.has(id) && !touched.has(id)) S.alarms.delete(id);
+  }
+  queueRender();
+}
+
+function upsert(view, live) {
+  if (S.gone.has(view.id)) return;
+  const held = S.alarms.get(view.id);
+  if (held && isBehind(view, held)) return;
+  const { log: _log, ...plain } = view;
+  if (plain.state === "closed") {
+    S.alarms.delete(plain.id);
+    S.gone.set(plain.id, plain);
+    if (S.gone.size > 5000) S.gone.delete(S.gone.keys().next().value); // a long shift
+    if (held && live) toast(`Alarm ${plain.id} closed${plain.closed_by ? ` by ${plain.closed_by}` : ""}.`);
+  } else {
+    S.alarms.set(plain.id, plain);
+    if (!held && live) announceNew(plain);
+  }
+  if (S.details === plain.id) refreshDetails();
+  queueRender();
+}
+
+function announceNew(view) {
+  S.fresh.set(view.id, Date.now());
+  const who = view.unknown_device ? `Unknown device ${view.cid}` : view.customer?.name || `unit ${view.cid}`;
+  const team = view.team ? `, ${view.team.name}` : ", no team";
+  $("announcer").textContent = `New alarm: ${who}${team}.`;
+  if (S.sound) chime();
+}
+
+// -- rendering ----------------------------------------------------------------------------------
+
+function queueRender() {
+  if (S.renderQueued) return;
+  S.renderQueued = true;
+  // A microtask, not requestAnimationFrame: a background tab must still update its title.
+  queueMicrotask(() => {
+    S.renderQueued = false;
+    render();
+  });
+}
+
+function render() {
+  const list = $("queue");
+  const sorted = [...S.alarms.values()].sort(compareUrgency);
+  const focused = document.activeElement;
+  const focusCard = focused && focused.closest ? focused.closest("li.alarm") : null;
+  const focusAction = focused?.dataset?.action;
+
+  for (const [id, card] of S.cards) {
+    if (!S.alarms.has(id)) {
+      card.el.remove();
+      S.cards.delete(id);
+    }
+  }
+  sorted.forEach((view, index) => {
+    const sig = JSON.stringify(view);
+    let card = S.cards.get(view.id);
+    if (!card) {
+      card = { el: h("li", { class: "alarm", tabindex: "-1" }), sig: "" };
+      S.cards.set(view.id, card);
+    }
+    if (card.sig !== sig) {
+      fillCard(card.el, view);
+      card.sig = sig;
+    }
+    const at = list.children[index];
+    if (at !== card.el) list.insertBefore(card.el, at || null);
+  });
+
+  // Keep keyboard focus where it was when a card was rebuilt or moved.
+  if (focusCard && focusCard.isConnected && !focusCard.contains(document.activeElement)) {
+    const again = focusAction && focusCard.querySelector(`[data-action="${focusAction}"]`);
+    (again || focusCard).focus({ preventScroll: true });
+  }
+
+  const empty = sorted.length === 0;
+  $("queue-empty").hidden = !empty;
+  list.hidden = empty;
+  tick();
+}
+
+function fillCard(li, v) {
+  const awaiting = AWAITING_CHECK_IN.includes(v.state);
+  const noTeam = !v.team && !v.unknown_device;
+  li.className = [
+    "alarm", `state-${v.state}`,
+    v.unknown_device && "is-unknown", noTeam && "is-noteam",
+    S.fresh.has(v.id) && Date.now() - S.fresh.get(v.id) < NEW_HIGHLIGHT_MS && "is-new",
+  ].filter(Boolean).join(" ");
+  li.dataset.id = v.id;
+  li.dataset.cid = v.cid;
+  li.dataset.state = v.state;
+  li.setAttribute("aria-labelledby", `alarm-${v.id}-name`);
+
+  // 1. the clock
+  let clock;
+  if (awaiting && v.deadline_at) {
+    clock = h("div", { class: "col clock", dataset: { deadline: v.deadline_at } },
+      h("span", { class: "clock-label", dataset: { role: "clock-label" } }, "To 30-min mark"),
+      h("span", { class: "clock-value countdown", dataset: { role: "countdown" } }, "--:--"),
+      h("span", { class: "clock-sub" }, `Received ${clockTime(v.received_at)}`));
+  } else if (v.state === "on_site") {
+    clock = h("div", { class: "col clock clock-done" },
+      h("span", { class: "clock-label" }, "On site since"),
+      h("span", { class: "clock-value" }, clockTime(v.on_site_at).slice(0, 5)),
+      h("span", { class: "clock-sub" },
+        v.arrival_seconds != null ? `Arrived in ${duration(v.arrival_seconds)}` : `Received ${clockTime(v.received_at)}`));
+  } else {
+    clock = h("div", { class: "col clock clock-done" },
+      h("span", { class: "clock-label" }, "Checked out"),
+      h("span", { class: "clock-value" }, clockTime(v.completed_at).slice(0, 5)),
+      h("span", { class: "clock-sub" }, "Visit over: close the alarm"));
+  }
+
+  // 2. who and where
+  const site = v.site;
+  const who = h("div", { class: "col who" },
+    v.unknown_device && h("p", { class: "unknown-flag" },
+      h("strong", {}, "Unknown device"), ` · CID ${v.cid}`),
+    h("h3", { class: "customer", id: `alarm-${v.id}-name` },
+      v.unknown_device ? "Not in the register" : v.customer?.name || `Unit ${v.cid}`,
+      v.customer?.protected_identity && h("span", { class: "tag tag-protected" }, "Protected")),
+    site && h("p", { class: "address" },
+      site.kind === "extra" && h("span", { class: "tag tag-extra", title: "Extra alarm at a second address" }, "Extra"),
+      displayAddress(site),
+      (site.postal_code || site.city) && h("span", { class: "muted" },
+        `, ${[site.postal_code, site.city].filter(Boolean).join(" ")}`)),
+    site?.door_name && h("p", { class: "door" }, h("span", { class: "muted" }, "Door: "), site.door_name),
+    v.unknown_device
+      ? h("p", { class: "act-hint" }, "No customer and no team. Phone someone to go, then record who answered.")
+      : h("p", { class: "cid muted" }, `Unit ${v.cid} · #${v.id}`));
+
+  // 3. responsible team
+  const team = h("div", { class: "col team" },
+    v.team
+      ? [
+          h("p", { class: "team-name" }, v.team.name),
+          v.team.phone && h("p", { class: "team-phone" },
+            h("a", { href: `tel:${v.team.phone.replace(/\s+/g, "")}` }, v.team.phone)),
+          h("p", { class: "shift muted" },
+            [SHIFT_LABEL[v.shift] || v.shift, ROUTE_LABEL[v.route_reason]].filter(Boolean).join(" · ")),
+        ]
+      : [
+          h("p", { class: "team-name team-none" }, "No responsible team"),
+          h("p", { class: "shift muted" },
+            [SHIFT_LABEL[v.shift], ROUTE_LABEL[v.route_reason] || v.route_reason].filter(Boolean).join(" · ")),
+          noTeam && h("p", { class: "act-hint" }, "Find a responder and record who answered."),
+        ]);
+
+  // 4. state
+  const tags = [];
+  if (v.reminder_count) tags.push(h("span", { class: "tag tag-warn" }, `Reminded ${v.reminder_count}×`));
+  if (v.repeat_count) tags.push(h("span", { class: "tag tag-repeat" }, `Pressed again ${v.repeat_count}×`));
+  if (v.priority > 0) tags.push(h("span", { class: "tag" }, `Priority ${v.priority}`));
+  const status = h("div", { class: "col status" },
+    h("span", { class: `badge badge-${v.state}`, dataset: { role: "state" } }, STATE_LABEL[v.state] || v.state),
+    v.accepted_by && h("p", { class: "responder" },
+      h("span", { class: "muted" }, "Answered by "), h("strong", {}, v.accepted_by),
+      v.accepted_at && h("span", { class: "muted" }, ` · ${clockTime(v.accepted_at).slice(0, 5)}`)),
+    !v.accepted_by && awaiting && v.called_out_at &&
+      h("p", { class: "muted small" }, `Called out ${clockTime(v.called_out_at).slice(0, 5)}`),
+    tags.length > 0 && h("p", { class: "tags" }, tags));
+
+  // 5. actions
+  const actions = h("div", { class: "col actions" }, actionButtons(v, false));
+
+  li.replaceChildren(clock, who, team, status, actions);
+}
+
+function actionButtons(v, inDetails) {
+  const label = hidden(` alarm ${v.id}`);
+  const buttons = [];
+  const canAccept = v.state === "received" || v.state === "called_out";
+  if (canAccept) {
+    buttons.push(h("button", { type: "button", class: "btn btn-primary", dataset: { action: "accept" } },
+      "Accept…", label.cloneNode(true)));
+  }
+  if (v.state === "completed") {
+    buttons.push(h("button", { type: "button", class: "btn btn-primary", dataset: { action: "close" } },
+      "Close alarm", label.cloneNode(true)));
+  }
+  if (v.team && AWAITING_CHECK_IN.includes(v.state)) {
+    buttons.push(h("button", { type: "button", class: "btn", dataset: { action: "call-out" } },
+      "Call out again", label.cloneNode(true)));
+  }
+  if (isOpen(v)) {
+    buttons.push(h("button", { type: "button", class: "btn", dataset: { action: "kvittering" } },
+      "Phone kvittering…", label.cloneNode(true)));
+  }
+  if (!inDetails) {
+    buttons.push(h("button", { type: "button", class: "btn btn-quiet", dataset: { action: "details" } },
+      "Details", label.cloneNode(true)));
+  }
+  return buttons;
+}
+
+/** Countdowns, highlight expiry, counts and the title: every half second. */
+function tick() {
+  const now = serverNow();
+  let overdue = 0;
+  for (const [id, card] of S.cards) {
+    const clock = card.el.querySelector(".clock[data-deadline]");
+    if (clock) {
+      const c = countdown(clock.dataset.deadline, now);
+      const value = clock.querySelector('[data-role="countdown"]');
+      if (value.textContent !== c.text) value.textContent = c.text;
+      const label = clock.querySelector('[data-role="clock-label"]');
+      const labelText = c.level === "overdue" ? "Overdue" : "To 30-min mark";
+      if (label.textContent !== labelText) label.textContent = labelText;
+      card.el.classList.toggle("level-warn", c.level === "warn");
+      card.el.classList.toggle("level-overdue", c.level === "overdue");
+      if (c.level === "overdue") overdue += 1;
+    }
+    const arrived = S.fresh.get(id);
+    if (arrived && Date.now() - arrived > NEW_HIGHLIGHT_MS) {
+      S.fresh.delete(id);
+      card.el.classList.remove("is-new");
+    }
+  }
+  S.overdue = overdue;
+  updateTitle();
+}
+
+function updateTitle() {
+  const open = [...S.alarms.values()].filter(isOpen).length;
+  const toClose = S.alarms.size - open;
+  $("open-count").textContent = String(open);
+  $("open-count-label").textContent = open === 1 ? "open alarm" : "open alarms";
+  $("open-count").parentElement.classList.toggle("has-open", open > 0);
+  $("open-count").parentElement.title = toClose ? `${toClose} completed, waiting to be closed` : "";
+  if ($("app").hidden) return;
+  // Most telling first: a background tab shows only the start of its title.
+  const counts = S.overdue ? `${open} · ${S.overdue} overdue` : `${open}`;
+  const prefix = S.conn === "live" ? "" : "Reconnecting · ";
+  const title = `${prefix}(${counts}) Trygg alarm queue`;
+  if (title !== S.lastTitle) {
+    document.title = title;
+    S.lastTitle = title;
+  }
+}
+
+// -- actions ----------------------------------------------------------------------------------
+
+let returnFocus = null; // { id, action } to restore after a dialog
+
+function onQueueClick(event) {
+  const button = event.target.closest("button[data-action]");
+  if (!button) return;
+  const li = button.closest("li.alarm");
+  if (!li) return;
+  runAction(Number(li.dataset.id), button.dataset.action, button);
+}
+
+function runAction(id, action, button) {
+  returnFocus = { id, action };
+  if (action === "accept") openAccept(id);
+  else if (action === "kvittering") openKvittering(id);
+  else if (action === "details") openDetails(id);
+  else if (action === "close") simpleAction(id, "close", button, "Alarm closed.");
+  else if (action === "call-out") simpleAction(id, "call-out", button, "Called out again.");
+}
+
+function restoreFocus() {
+  if (!returnFocus) return;
+  const card = S.cards.get(returnFocus.id);
+  if (card && card.el.isConnected) {
+    const b = card.el.querySelector(`[data-action="${returnFocus.action}"]`) ||
+      card.el.querySelector("[data-action]");
+    (b || card.el).focus();
+  } else {
+    $("queue-title").focus();
+  }
+  returnFocus = null;
+}
+
+async function post(id, action, body) {
+  const res = await api(`/api/alarms/${id}/${action}`, { method: "POST", body });
+  if (res.ok) upsert(res.body, false);
+  return res;
+}
+
+function failureText(res) {
+  if (res.network) return "Could not reach the server. Nothing was saved. Try again.";
+  if (res.status === 409) {
+    return `${errorText(res.body, "Not possible in the alarm's current state.")} (The alarm changed meanwhile: check the queue.)`;
+  }
+  return errorText(res.body, `The server refused (${res.status}).`);
+}
+
+async function simpleAction(id, action, button, done) {
+  if (button) button.disabled = true;
+  try {
+    const res = await post(id, action, action === "call-out" ? undefined : {});
+    if (res.ok) toast(done);
+    else toast(failureText(res), "error");
+  } catch (e) {
+    if (!(e instanceof SignedOut)) throw e;
+  } finally {
+    if (button && button.isConnected) button.disabled = false;
+  }
+}
+
+function contextLine(v) {
+  const who = v.unknown_device ? `Unknown device ${v.cid}` : v.customer?.name || `Unit ${v.cid}`;
+  const where = v.site ? ` · ${displayAddress(v.site)}` : "";
+  const team = v.team ? ` · ${v.team.name} ${v.team.phone || ""}` : " · no team";
+  return `Alarm ${v.id}: ${who}${where}${team}`;
+}
+
+function formError(id, text) {
+  const e = $(id);
+  e.textContent = text || "";
+  e.hidden = !text;
+}
+
+function openAccept(id) {
+  const v = S.alarms.get(id);
+  if (!v) return;
+  const dialog = $("accept-dialog");
+  dialog.dataset.id = id;
+  $("accept-context").textContent = contextLine(v);
+  formError("accept-error", "");
+  const input = $("accept-name");
+  input.value = "";
+  input.removeAttribute("aria-invalid");
+  const picks = $("accept-callorder");
+  const names = $("accept-names");
+  picks.replaceChildren();
+  names.replaceChildren();
+  (v.call_order || []).forEach((member, index) => {
+    picks.append(h("li", {},
+      h("button", {
+        type: "button", class: "pick",
+        onclick: () => {
+          input.value = member.name;
+          input.dispatchEvent(new Event("input"));
+          input.focus();
+        },
+      },
+      h("span", { class: "pick-order" }, `${index + 1}`),
+      h("span", { class: "pick-name" }, member.name),
+      member.phone && h("span", { class: "pick-phone" }, member.phone))));
+    names.append(h("option", { value: member.name }));
+  });
+  $("accept-callorder-wrap").hidden = !(v.call_order || []).length;
+  dialog.showModal();
+  input.focus();
+}
+
+async function onAcceptSubmit(event) {
+  event.preventDefault();
+  const dialog = $("accept-dialog");
+  const id = Number(dialog.dataset.id);
+  const input = $("accept-name");
+  const responder = input.value.trim();
+  if (!responder) {
+    input.setAttribute("aria-invalid", "true");
+    formError("accept-error", "Write the name of the person who answered.");
+    input.focus();
+    return;
+  }
+  const submit = $("accept-submit");
+  submit.disabled = true;
+  try {
+    const res = await post(id, "accept", { responder });
+    if (res.ok) {
+      dialog.close();
+      toast(`Recorded: ${responder} answered alarm ${id}.`);
+    } else {
+      formError("accept-error", failureText(res));
+    }
+  } catch (e) {
+    if (!(e instanceof SignedOut)) throw e;
+  } finally {
+    submit.disabled = false;
+  }
+}
+
+const KVITT_SUGGESTIONS = [
+  "Handled by phone with the customer; no visit needed.",
+  "False alarm: the customer confirmed on the phone that all is well.",
+  "Staff were on site; kvittering on the unit failed.",
+];
+
+function openKvittering(id) {
+  const v = S.alarms.get(id);
+  if (!v) return;
+  const dialog = $("kvitt-dialog");
+  dialog.dataset.id = id;
+  $("kvitt-context").textContent = contextLine(v);
+  formError("kvitt-error", "");
+  const reason = $("kvitt-reason");
+  reason.value = "";
+  reason.removeAttribute("aria-invalid");
+  let chips = dialog.querySelector(".chips");
+  if (!chips) {
+    chips = h("div", { class: "chips", role: "group", "aria-label": "Common reasons" },
+      KVITT_SUGGESTIONS.map((text) => h("button", {
+        type: "button", class: "chip",
+        onclick: () => {
+          reason.value = text;
+          reason.dispatchEvent(new Event("input"));
+          reason.focus();
+        },
+      }, text)));
+    reason.before(chips);
+  }
+  dialog.showModal();
+  reason.focus();
+}
+
+async function onKvittSubmit(event) {
+  event.preventDefault();
+  const dialog = $("kvitt-dialog");
+  const id = Number(dialog.dataset.id);
+  const field = $("kvitt-reason");
+  const reason = field.value.trim();
+  if (!reason) {
+    field.setAttribute("aria-invalid", "true");
+    formError("kvitt-error", "A reason is required: write why the alarm is closed without kvittering on the unit.");
+    field.focus();
+    return;
+  }
+  const submit = $("kvitt-submit");
+  submit.disabled = true;
+  try {
+    const res = await post(id, "phone-kvittering", { reason });
+    if (res.ok) {
+      dialog.close();
+      toast(`Alarm ${id} closed by phone kvittering.`);
+    } else {
+      formError("kvitt-error", failureText(res));
+    }
+  } catch (e) {
+    if (!(e instanceof SignedOut)) throw e;
+  } finally {
+    submit.disabled = false;
+  }
+}
+
+// -- details ------------------------------------------------------------------------------
+
+async function openDetails(id) {
+  S.details = id;
+  const dialog = $("details-dialog");
+  $("details-title").textContent = `Alarm ${id}`;
+  $("details-context").textContent = "";
+  $("details-body").replaceChildren(h("p", { class: "muted" }, "Loading…"));
+  $("details-actions").replaceChildren();
+  if (!dialog.open) dialog.showModal();
+  await refreshDetails();
+}
+
+let detailsSeq = 0;
+async function refreshDetails() {
+  const id = S.details;
+  if (id == null) return;
+  const seq = ++detailsSeq;
+  let res;
+  try {
+    res = await api(`/api/alarms/${id}`);
+  } catch (e) {
+    if (e instanceof SignedOut) return;
+    throw e;
+  }
+  if (seq !== detailsSeq || S.details !== id) return;
+  if (!res.ok) {
+    $("details-body").replaceChildren(h("p", { class: "form-error" }, failureText(res)));
+    return;
+  }
+  renderDetails(res.body);
+}
+
+function fact(label, value) {
+  if (value == null || value === "") return null;
+  return [h("dt", {}, label), h("dd", {}, value)];
+}
+
+function renderDetails(v) {
+  $("details-title").textContent = v.unknown_device
+    ? `Alarm ${v.id}: unknown device ${v.cid}`
+    : `Alarm ${v.id}: ${v.customer?.name || `unit ${v.cid}`}`;
+  $("details-context").replaceChildren(
+    h("span", { class: `badge badge-${v.state}` }, STATE_LABEL[v.state] || v.state),
+    v.deadline_at ? ` 30-minute mark at ${clockTime(v.deadline_at)}` : "");
+  const site = v.site;
+  const facts = h("dl", { class: "facts" },
+    fact("Unit (CID)", v.cid),
+    fact("Customer", v.customer ? `${v.customer.name} (${v.customer.code})` : v.unknown_device ? "Unknown device: not in the register" : null),
+    fact("Address", site ? [displayAddress(site), [site.postal_code, site.city].filter(Boolean).join(" ")]
+      .filter(Boolean).join(", ") : null),
+    fact("Site", site ? (site.kind === "extra" ? "Extra alarm (second address)" : "Main address") : null),
+    fact("Door name", site?.door_name),
+    fact("Team", v.team ? `${v.team.name}, ${v.team.phone}` : "No responsible team"),
+    fact("Route", [SHIFT_LABEL[v.shift], ROUTE_LABEL[v.route_reason] || v.route_reason].filter(Boolean).join(" · ")),
+    fact("Received", dateTime(v.received_at)),
+    fact("Called out", dateTime(v.called_out_at)),
+    fact("Answered by", v.accepted_by ? `${v.accepted_by} at ${clockTime(v.accepted_at)}` : null),
+    fact("Answer time", v.answer_seconds != null ? duration(v.answer_seconds) : null),
+    fact("On site", dateTime(v.on_site_at)),
+    fact("Arrival time", v.arrival_seconds != null ? duration(v.arrival_seconds) : null),
+    fact("Checked out", dateTime(v.completed_at)),
+    fact("Closed", v.closed_at ? `${dateTime(v.closed_at)} by ${v.closed_by || "?"} (${v.closed_via || "?"})` : null),
+    fact("Close reason", v.close_reason),
+    fact("Reminders", v.reminder_count ? `${v.reminder_count} (last ${clockTime(v.reminded_at)})` : null),
+    fact("Repeat presses", v.repeat_count || null),
+  );
+  const callOrder = (v.call_order || []).length
+    ? h("section", { class: "details-section" },
+        h("h3", {}, "Call order"),
+        h("ol", { class: "callorder" }, v.call_order.map((m) =>
+          h("li", {}, h("span", {}, m.name), " ", h("a", { href: `tel:${(m.phone || "").replace(/\s+/g, "")}` }, m.phone || "")))))
+    : null;
+  const log = h("section", { class: "details-section" },
+    h("h3", {}, "Audit trail"),
+    h("table", { class: "log" },
+      h("thead", {}, h("tr", {},
+        h("th", { scope: "col" }, "Time"), h("th", { scope: "col" }, "Action"),
+        h("th", { scope: "col" }, "State"), h("th", { scope: "col" }, "By"),
+        h("th", { scope: "col" }, "Note"))),
+      h("tbody", {}, (v.log || []).map((e) => h("tr", {},
+        h("td", { class: "nowrap" }, clockTime(e.at)),
+        h("td", {}, e.action.replaceAll("_", " ")),
+        h("td", { class: "nowrap" }, !e.from_state || e.from_state === e.to_state
+          ? STATE_LABEL[e.to_state] || e.to_state
+          : `${STATE_LABEL[e.from_state] || e.from_state} → ${STATE_LABEL[e.to_state] || e.to_state}`),
+        h("td", {}, e.actor),
+        h("td", {}, e.note || ""))))));
+  $("details-body").replaceChildren(facts, callOrder || "", log);
+  const actions = $("details-actions");
+  const focusedAction = actions.contains(document.activeElement) ? document.activeElement.dataset.action : null;
+  actions.replaceChildren(...actionButtons(v, true));
+  if (focusedAction) actions.querySelector(`[data-action="${focusedAction}"]`)?.focus();
+}
+
+function onDetailsAction(event) {
+  const button = event.target.closest("button[data-action]");
+  if (!button) return;
+  const id = S.details;
+  $("details-dialog").close();
+  runAction(id, button.dataset.action, button);
+}
+
+// -- feedback -------------------------------------------------------------------------------
+
+function toast(text, kind = "info") {
+  const el = h("div", { class: `toast toast-${kind}`, role: kind === "error" ? "alert" : null }, text);
+  $("toasts").append(el);
+  setTimeout(() => el.remove(), kind === "error" ? 10000 : 5000);
+}
+
+function chime() {
+  try {
+    S.audio = S.audio || new AudioContext();
+    const ctx = S.audio;
+    [660, 880].forEach((freq, i) => {
+      const osc = ctx.createOscillator();
+      const gain = ctx.createGain();
+      const t = ctx.currentTime + i * 0.22;
+      osc.frequency.value = freq;
+      gain.gain.setValueAtTime(0.0001, t);
+      gain.gain.exponentialRampToValueAtTime(0.2, t + 0.02);
+      gain.gain.exponentialRampToValueAtTime(0.0001, t + 0.2);
+      osc.connect(gain).connect(ctx.destination);
+      osc.start(t);
+      osc.stop(t + 0.22);
+    });
+  } catch {
+    // no audio device: the visual queue is the alarm
+  }
+}
+
+function showSound() {
+  const b = $("sound-toggle");
+  b.setAttribute("aria-pressed", String(S.sound));
+  b.textContent = S.sound ? "Sound on" : "Sound off";
+}
+
+async function checkReady() {
+  const banner = $("banner-ready");
+  try {
+    const res = await fetch("/readyz", { cache: "no-store" });
+    const body = await res.json();
+    const down = Object.entries(body.checks || {}).filter(([, ok]) => !ok).map(([name]) => name);
+    if (body.ready || !down.length) {
+      banner.hidden = true;
+      return;
+    }
+    const text = down.map((name) => ({
+      mqtt: "The device link (MQTT) is down: alarms from base units cannot reach Trygg.",
+      database: "The database is not answering: actions cannot be saved.",
+    })[name] || `${name} is not ready.`).join(" ");
+    banner.replaceChildren(h("strong", {}, "Service problem. "), text, " Call technical support.");
+    banner.hidden = false;
+  } catch {
+    // unreachable: the stream's reconnect banner says so already
+  }
+}
+
+// -- wiring ---------------------------------------------------------------------------------
+
+function wire() {
+  $("signin-form").addEventListener("submit", onSignIn);
+  $("signout").addEventListener("click", () => signOut("You have signed out."));
+  $("queue").addEventListener("click", onQueueClick);
+  $("accept-form").addEventListener("submit", onAcceptSubmit);
+  $("kvitt-form").addEventListener("submit", onKvittSubmit);
+  for (const [field, error] of [["accept-name", "accept-error"], ["kvitt-reason", "kvitt-error"]]) {
+    $(field).addEventListener("input", () => {
+      $(field).removeAttribute("aria-invalid");
+      formError(error, "");
+    });
+  }
+  $("details-actions").addEventListener("click", onDetailsAction);
+  $("sound-toggle").addEventListener("click", () => {
+    S.sound = !S.sound;
+    localStorage.setItem(SOUND_KEY, S.sound ? "on" : "off");
+    showSound();
+    if (S.sound) chime();
+  });
+  for (const dialog of document.querySelectorAll("dialog")) {
+    dialog.addEventListener("click", (event) => {
+      if (event.target.closest("[data-close]")) dialog.close();
+    });
+    dialog.addEventListener("close", () => {
+      if (dialog.id === "details-dialog") S.details = null;
+      // the next dialog may already be opening (details -> accept); focus goes back later
+      if (!document.querySelector("dialog[open]")) restoreFocus();
+    });
+  }
+  // The network went away: the stream's socket can look alive for a long while, so drop
+  // it now and say so. Back on the network or woken from sleep: do not wait for the backoff.
+  window.addEventListener("offline", () => S.stream?.kick());
+  window.addEventListener("online", () => S.stream?.kick());
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "visible" && S.conn !== "live") S.stream?.kick();
+  });
+  showSound();
+}
+
+async function boot() {
+  wire();
+  $("queue-title").setAttribute("tabindex", "-1");
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  if (!token) {
+    showSignIn();
+    return;
+  }
+  const res = await api("/api/me", { token });
+  if (res.ok) startApp(token, res.body);
+  else if (res.status === 401) {
+    sessionStorage.removeItem(TOKEN_KEY);
+    showSignIn("Your token is no longer accepted. Sign in again.");
+  } else {
+    // The server is restarting or the network is down: keep the session, keep trying.
+    startApp(token, null);
+  }
+}
+
+boot();

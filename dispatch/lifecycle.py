@@ -34,6 +34,7 @@ def _log(alarm: Alarm, action: str, at: datetime, actor: str, note: str | None =
     from_state = alarm.state
     if to_state is not None:
         alarm.state = to_state
+    alarm.version = (alarm.version or 0) + 1
     alarm.log.append(AlarmLogEntry(
         action=action, from_state=from_state, to_state=alarm.state, at=at, actor=actor, note=note,
     ))
@@ -46,12 +47,12 @@ def _require(alarm: Alarm, action: str, allowed: tuple[AlarmState, ...]) -> None
 
 def receive(alarm: Alarm, at: datetime, actor: str) -> None:
     """Start the trail of a new alarm (the routing decision is already on the row)."""
-    alarm.state = S.RECEIVED
+    if alarm.state is not None:
+        raise InvalidTransition(alarm.id, "receive", alarm.state)
     alarm.received_at = at
     note = f"routed: {alarm.route_reason}" + (f" to {alarm.team_code}" if alarm.team_code else "")
-    # The first entry comes from no state: the trail must not claim "received -> received".
-    alarm.log.append(AlarmLogEntry(action="receive", from_state=None, to_state=S.RECEIVED,
-                                   at=at, actor=actor, note=note))
+    # A new alarm has no state yet, so its first entry comes from none.
+    _log(alarm, "receive", at, actor, note, S.RECEIVED)
 
 
 def call_out(alarm: Alarm, at: datetime, actor: str) -> bool:

@@ -152,6 +152,8 @@ class Alarm(Base):
     reminded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     reminder_count: Mapped[int] = mapped_column(Integer, default=0)
     repeat_count: Mapped[int] = mapped_column(Integer, default=0)
+    # Bumped with every audit entry: the dashboard keeps the copy with the highest.
+    version: Mapped[int] = mapped_column(Integer, default=0)
 
     site: Mapped[Site | None] = relationship()
     customer: Mapped[Customer | None] = relationship()

@@ -197,6 +197,10 @@ def _load(session: Session, alarm_id: int) -> Alarm:
 def call_out(session: Session, alarm_id: int, actor: str, now: datetime,
              rules: DispatchRules) -> Alarm:
     alarm = _load(session, alarm_id)
+    if alarm.team_code is None:
+        # Nobody would be called: the operator phones someone and records who answered.
+        raise lifecycle.InvalidTransition(alarm.id, "call out without a responsible team",
+                                          alarm.state)
     _call_out(session, alarm, now, actor, rules)
     return alarm
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, status
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
@@ -21,14 +21,17 @@ from dispatch.views import alarm_view, masked, urgency_key
 router = APIRouter(prefix="/api/alarms", tags=["alarms"])
 
 
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+
+
 class AcceptIn(BaseModel):
-    responder: str = Field(min_length=1, max_length=200,
-                           description="name of the person who answered the call-out")
+    responder: Text = Field(max_length=200,
+                            description="name of the person who answered the call-out")
 
 
 class PhoneKvitteringIn(BaseModel):
-    reason: str = Field(min_length=1, max_length=2000,
-                        description="why the alarm was handled without kvittering on the unit")
+    reason: Text = Field(max_length=2000,
+                         description="why the alarm was handled without kvittering on the unit")
 
 
 @router.get("")

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from dispatch.api.deps import StateDep, UserDep
+from dispatch.users import user_for_token
 from dispatch.views import masked
 
 router = APIRouter(prefix="/api", tags=["live"])
@@ -29,6 +30,11 @@ def _frame(message: dict[str, Any], role: str) -> str:
 
 @router.get("/stream")
 async def stream(request: Request, state: StateDep, user: UserDep) -> StreamingResponse:
+    token = request.headers.get("authorization", "").partition(" ")[2]
+
+    async def still_signed_in() -> bool:
+        return await state.db.read(lambda s: user_for_token(s, token)) is not None
+
     async def frames() -> AsyncIterator[str]:
         with state.live.subscribe() as queue:
             yield _frame({"type": "hello", "server_time": state.clock.now().isoformat()},
@@ -37,6 +43,10 @@ async def stream(request: Request, state: StateDep, user: UserDep) -> StreamingR
                 try:
                     message = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
                 except TimeoutError:
+                    # A user removed or given a new token stops getting alarms here too.
+                    if not await still_signed_in():
+                        yield _frame({"type": "signed_out"}, user.role)
+                        return
                     yield ": keepalive\n\n"
                     continue
                 yield _frame(message, user.role)

@@ -103,16 +103,27 @@ async def test_invalid_actions_are_refused_with_a_reason(
         await SimulatedBaseUnit("100007", link).press()
         await service.dispatcher.process_events()
         alarm = (await client.get("/api/alarms")).json()["alarms"][0]
+        blank_reason = await client.post(f"/api/alarms/{alarm['id']}/phone-kvittering",
+                                         json={"reason": "  "})
 
+        await SimulatedBaseUnit("31337", link).press()  # nobody registered this unit
+        await service.dispatcher.process_events()
+        unknown = next(a for a in (await client.get("/api/alarms")).json()["alarms"]
+                       if a["unknown_device"])
         missing = await client.post("/api/alarms/99999/close")
         too_early = await client.post(f"/api/alarms/{alarm['id']}/close")
         nameless = await client.post(f"/api/alarms/{alarm['id']}/accept",
                                      json={"responder": ""})
+        nobody_to_call = await client.post(f"/api/alarms/{unknown['id']}/call-out")
 
         assert missing.status_code == 404
         assert too_early.status_code == 409
         assert "cannot close while called_out" in too_early.json()["detail"]
         assert nameless.status_code == 422
+        assert blank_reason.status_code == 422
+        assert blank_reason.json()["detail"][0]["loc"] == ["body", "reason"]
+        assert nobody_to_call.status_code == 409
+        assert "without a responsible team" in nobody_to_call.json()["detail"]
         await client.aclose()
 
 
@@ -143,4 +154,51 @@ async def test_live_stream_pushes_a_new_alarm(broker: Broker, sqlite_database_ur
         assert isinstance(alarm, dict)
         assert alarm["cid"] == "100008"
         assert alarm["state"] == "called_out"
+        await client.aclose()
+
+
+async def test_live_stream_ends_when_the_token_is_revoked(
+        broker: Broker, sqlite_database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dispatch import users
+    from dispatch.api import stream
+
+    monkeypatch.setattr(stream, "KEEPALIVE_S", 0.1)
+    settings = test_settings(broker, sqlite_database_url)
+    async with running_service(settings) as service:
+        client = api(service, make_token(service, "leaving"))
+        kinds: list[str] = []
+
+        async def listen() -> None:
+            async with client.stream("GET", "/api/stream") as response:
+                async for line in response.aiter_lines():
+                    if line.startswith("event: "):
+                        kinds.append(line[7:])
+                        if kinds == ["hello"]:
+                            service.db.transaction(lambda s: users.rotate_token(
+                                s, "leaving", "operator", service.clock.now()))
+
+        await asyncio.wait_for(listen(), 5)
+
+        assert kinds == ["hello", "signed_out"]
+        await client.aclose()
+
+
+async def test_every_change_to_an_alarm_raises_its_version(
+        broker: Broker, sqlite_database_url: str) -> None:
+    settings = test_settings(broker, sqlite_database_url)
+    async with running_service(settings) as service, DeviceLink(
+            broker.host, broker.port, root=settings.mqtt_topic_root) as link:
+        client = api(service, make_token(service))
+        unit = SimulatedBaseUnit("100002", link)
+        await unit.press()
+        await service.dispatcher.process_events()
+        first = (await client.get("/api/alarms")).json()["alarms"][0]
+        await unit.press()  # a repeat changes no state, but the alarm did change
+        await service.dispatcher.process_events()
+        repeated = (await client.get(f"/api/alarms/{first['id']}")).json()
+        accepted = (await client.post(f"/api/alarms/{first['id']}/accept",
+                                      json={"responder": "Jonas Ek"})).json()
+
+        assert first["version"] < repeated["version"] < accepted["version"]
+        assert accepted["version"] == len(accepted["log"])
         await client.aclose()

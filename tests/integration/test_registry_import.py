@@ -226,3 +226,29 @@ def test_night_patrol_is_looked_up_by_area(db: Database) -> None:
 
 def test_night_organisation_is_never_a_day_team(db: Database) -> None:
     assert one(db, lambda s: SqlTeamDirectory(s).day_team("nattorganisationen", "bro")) is None
+
+
+# -- edits that leave fields out -------------------------------------------------------
+
+
+def test_edit_of_a_teams_phone_keeps_its_call_order(db: Database) -> None:
+    before = call_order(db, "solrosen-bro")
+    doc = {"providers": [{"code": "solrosen", "name": "Solrosen Hemtjänst AB", "kind": "day",
+                          "teams": [{"code": "solrosen-bro", "name": "Solrosen Bro",
+                                     "phone": "+46 8 555 000 00"}]}]}
+
+    counts = apply(db, doc, partial=True)
+
+    assert counts.updated == 1
+    assert one(db, lambda s: team(s, "solrosen-bro").phone) == "+46 8 555 000 00"
+    assert call_order(db, "solrosen-bro") == before
+    assert one(db, lambda s: team(s, "solrosen-bro").area_code) == "bro"
+
+
+def test_edit_of_a_customers_name_keeps_their_day_provider(db: Database) -> None:
+    apply(db, {"customers": [{"code": "K-1001", "name": "Astrid Lindqvist-Berg"}]},
+          partial=True)
+
+    found = one(db, lambda s: (customer(s, "K-1001").name,
+                               customer(s, "K-1001").day_provider.code))
+    assert found == ("Astrid Lindqvist-Berg", "solrosen")

@@ -242,6 +242,8 @@ function onStreamEvent(name, data) {
     upsert(data.alarm, true);
   } else if (name === "resync") {
     loadList();
+  } else if (name === "signed_out") {
+    signOut("The server no longer accepts your token (it may have been revoked). Sign in again.");
   }
 }
 

@@ -50,6 +50,8 @@ export function compareUrgency(a, b) {
  * crossed a list fetch in flight, say. Equal progress: the newer snapshot wins.
  */
 export function progress(v) {
+  // The server counts every change to an alarm; older servers did not, hence the rest.
+  if (Number.isInteger(v.version)) return [v.version];
   return [
     STATE_RANK[v.state] ?? 0,
     v.repeat_count || 0,

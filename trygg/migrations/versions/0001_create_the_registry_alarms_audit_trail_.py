@@ -1,8 +1,8 @@
 """Create the registry, alarms, audit trail, deadlines, outbox and device event log
 
 Revision ID: 0001
-Revises: 
-Create Date: 2026-11-22 07:09:47.817650
+Revises:
+Create Date: 2026-11-22 07:32:19.561432
 """
 
 from __future__ import annotations
@@ -161,6 +161,7 @@ def upgrade() -> None:
     sa.Column('reminded_at', trygg.db.UTCDateTime(), nullable=True),
     sa.Column('reminder_count', sa.Integer(), nullable=False),
     sa.Column('repeat_count', sa.Integer(), nullable=False),
+    sa.Column('version', sa.Integer(), nullable=False),
     sa.ForeignKeyConstraint(['customer_id'], ['customers.id'], ),
     sa.ForeignKeyConstraint(['site_id'], ['sites.id'], ),
     sa.ForeignKeyConstraint(['source_event_id'], ['device_events.id'], ),

@@ -1,0 +1,1 @@
+"""Benchmarks of the Trygg gateway; `bench/ingest` runs the ingest benchmark."""

@@ -9,6 +9,7 @@ they changed, so the caller can push those to the dashboard after the commit.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -16,7 +17,8 @@ from typing import Any
 
 import structlog
 from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from devices.errors import TryggError
 from devices.events import EventKind
@@ -26,10 +28,12 @@ from dispatch.models import (
     OPEN_STATES,
     Alarm,
     AlarmState,
+    Customer,
     Deadline,
     Device,
     OutboxMessage,
     PresenceRecord,
+    Site,
     Team,
 )
 from dispatch.registry import SqlTeamDirectory
@@ -61,6 +65,7 @@ class Outcome:
     alarm_ids: list[int] = field(default_factory=list)
     new_alarms: dict[str, int] = field(default_factory=dict)  # by routing reason
     processed: int = 0
+    more: bool = False  # events were left for the next transaction
     reminders: int = 0
     failed_events: int = 0
 
@@ -72,72 +77,135 @@ class Outcome:
 # -- device events -------------------------------------------------------------------
 
 
-PROCESS_BATCH = 500
+PROCESS_BATCH = 100
+# A background transaction must not hold the single writer for long: devices are waiting
+# behind it for their answers. Events left over go in the next transaction.
+PROCESS_BUDGET_S = 0.02
+AWAITING_CHECK_IN = (AlarmState.RECEIVED, AlarmState.CALLED_OUT, AlarmState.ACCEPTED)
 
 
 def process_pending(session: Session, now: datetime, rules: DispatchRules,
-                    limit: int = PROCESS_BATCH) -> Outcome:
-    """Apply stored device events that dispatch has not seen yet, oldest first."""
-    rows = session.execute(
-        select(DeviceEventRow).where(DeviceEventRow.processed_at.is_(None))
+                    limit: int = PROCESS_BATCH,
+                    budget_s: float = PROCESS_BUDGET_S) -> Outcome:
+    """Apply stored device events that dispatch has not seen yet, oldest first.
+
+    The batch runs in one savepoint; if any event fails, the batch is redone event by
+    event, each in its own savepoint, and a failing event is flagged and skipped.
+    """
+    # Plain rows, not ORM objects: the events are only read, then marked in one UPDATE.
+    rows: Sequence[Any] = session.execute(
+        select(*EVENT_COLUMNS).where(DeviceEventRow.processed_at.is_(None))
         .order_by(DeviceEventRow.id).limit(limit)
-    ).scalars().all()
-    out = Outcome()
-    for row in rows:
-        try:
-            with session.begin_nested():
-                _apply(session, row, now, rules, out)
-        except Exception as exc:  # a bug must not stop the events behind it
-            row.process_error = f"{type(exc).__name__}: {exc}"[:1000]
-            out.failed_events += 1
-            log.exception("event_processing_failed", event_id=row.id, cid=row.cid)
-        row.processed_at = now
-    out.processed = len(rows)
+    ).all()
+    if not rows:
+        return Outcome()
+    try:
+        with session.begin_nested():
+            out = _apply_rows(session, rows, now, rules, budget_s, isolate=False)
+    except Exception:
+        log.warning("event_batch_failed_retrying_one_by_one", first_event_id=rows[0].id)
+        out = _apply_rows(session, rows, now, rules, budget_s, isolate=True)
+    done = [row.id for row in rows[: out.processed]]
+    session.execute(update(DeviceEventRow).where(DeviceEventRow.id.in_(done))
+                    .values(processed_at=now))
+    out.more = out.processed < len(rows) or len(rows) == limit
     return out
 
 
-def _apply(session: Session, row: DeviceEventRow, now: datetime, rules: DispatchRules,
+EVENT_COLUMNS = (DeviceEventRow.id, DeviceEventRow.cid, DeviceEventRow.kind,
+                 DeviceEventRow.priority, DeviceEventRow.received_at)
+
+
+class _Batch:
+    """What one transaction of event processing looked up: each thing once, not per event."""
+
+    def __init__(self, session: Session, rows: Sequence[Any]) -> None:
+        self.session = session
+        cids = {row.cid for row in rows}
+        # At most one alarm per unit is open: a press while one is open is a repeat.
+        self.open: dict[str, Alarm] = {
+            alarm.cid: alarm for alarm in session.execute(
+                select(Alarm).where(Alarm.cid.in_(cids), Alarm.state.in_(OPEN_STATES))
+                .order_by(Alarm.id)).scalars()}
+        for alarm in self.open.values():
+            # Dispatch only appends to an alarm's audit trail and never reads it here, so
+            # the trail is not loaded just to add one entry (a unit that keeps pressing
+            # has a long one). The appended entries are inserted as usual.
+            set_committed_value(alarm, "log", [])
+        self.devices: dict[str, Device] = {
+            device.cid: device for device in session.execute(
+                select(Device).where(Device.cid.in_(cids)).options(
+                    selectinload(Device.site).selectinload(Site.customer)
+                    .selectinload(Customer.day_provider))).scalars()}
+        self.directory = SqlTeamDirectory(session)
+        self._teams: dict[int, Team] = {}
+
+    def team(self, team_id: int) -> Team:
+        if team_id not in self._teams:
+            self._teams[team_id] = self.session.execute(
+                select(Team).where(Team.id == team_id).options(selectinload(Team.members))
+            ).scalar_one()
+        return self._teams[team_id]
+
+
+def _apply_rows(session: Session, rows: Sequence[Any], now: datetime,
+                rules: DispatchRules, budget_s: float, *, isolate: bool) -> Outcome:
+    out = Outcome()
+    batch = _Batch(session, rows)
+    started = time.monotonic()
+    for row in rows:
+        if out.processed and time.monotonic() - started > budget_s:
+            break
+        if not isolate:
+            _apply(batch, row, now, rules, out)
+        else:
+            try:
+                with session.begin_nested():
+                    _apply(batch, row, now, rules, out)
+            except Exception as exc:  # a bug must not stop the events behind it
+                session.execute(update(DeviceEventRow).where(DeviceEventRow.id == row.id)
+                                .values(process_error=f"{type(exc).__name__}: {exc}"[:1000]))
+                out.failed_events += 1
+                log.exception("event_processing_failed", event_id=row.id, cid=row.cid)
+                batch = _Batch(session, rows)  # what the failed event touched is undone
+        out.processed += 1
+    return out
+
+
+def _apply(batch: _Batch, row: Any, now: datetime, rules: DispatchRules,
            out: Outcome) -> None:
     kind = EventKind(row.kind)
     if kind is EventKind.ALARM:
-        _on_alarm(session, row, now, rules, out)
+        _on_alarm(batch, row, now, rules, out)
     elif kind in (EventKind.CHECK_IN, EventKind.CHECK_OUT):
-        out.touch(_on_presence(session, row, kind, now))
+        out.touch(_on_presence(batch, row, kind, now))
     elif kind is EventKind.CANCELLED:
-        alarm = _open_alarm(session, row.cid)
+        alarm = batch.open.get(row.cid)
         if alarm is not None:
             lifecycle.note_device(alarm, "device_cancelled", row.received_at, row.cid,
                                   "the unit sent a cancel; the alarm stays open")
             out.touch(alarm.id)
 
 
-def _open_alarm(session: Session, cid: str,
-                states: Sequence[AlarmState] = OPEN_STATES) -> Alarm | None:
-    return session.execute(
-        select(Alarm).where(Alarm.cid == cid, Alarm.state.in_(states))
-        .order_by(Alarm.id.desc()).limit(1)
-    ).scalar_one_or_none()
-
-
-def _on_alarm(session: Session, row: DeviceEventRow, now: datetime, rules: DispatchRules,
+def _on_alarm(batch: _Batch, row: Any, now: datetime, rules: DispatchRules,
               out: Outcome) -> None:
-    at = row.received_at
-    existing = _open_alarm(session, row.cid)
+    session, at = batch.session, row.received_at
+    existing = batch.open.get(row.cid)
     if existing is not None:
         lifecycle.repeat(existing, at, row.cid)
         existing.priority = max(existing.priority, row.priority)
         out.touch(existing.id)
         return
-    device = session.get(Device, row.cid)
+    device = batch.devices.get(row.cid)
     site = device.site if device else None
     customer = site.customer if site else None
     decision = route(
         at=at, shifts=rules.shifts,
         area_code=site.area_code if site else None,
         day_provider=customer.day_provider.code if customer and customer.day_provider else None,
-        teams=SqlTeamDirectory(session),
+        teams=batch.directory,
     )
-    team = session.get(Team, decision.team.id) if decision.team else None
+    team = batch.team(decision.team.id) if decision.team else None
     alarm = Alarm(
         cid=row.cid, source_event_id=row.id, priority=row.priority,
         unknown_device=site is None,
@@ -150,7 +218,8 @@ def _on_alarm(session: Session, row: DeviceEventRow, now: datetime, rules: Dispa
     )
     session.add(alarm)
     lifecycle.receive(alarm, at, f"device:{row.cid}")
-    session.flush()
+    session.flush()  # the id goes into the deadline and the team's message
+    batch.open[row.cid] = alarm
     if team is not None:
         _call_out(session, alarm, now, "system", rules)
     out.new_alarms[decision.reason.value] = out.new_alarms.get(decision.reason.value, 0) + 1
@@ -159,15 +228,12 @@ def _on_alarm(session: Session, row: DeviceEventRow, now: datetime, rules: Dispa
              team=alarm.team_code)
 
 
-def _on_presence(session: Session, row: DeviceEventRow, kind: EventKind,
+def _on_presence(batch: _Batch, row: Any, kind: EventKind,
                  now: datetime) -> int | None:
-    at = row.received_at
-    if kind is EventKind.CHECK_IN:
-        alarm = _open_alarm(session, row.cid,
-                            (AlarmState.RECEIVED, AlarmState.CALLED_OUT, AlarmState.ACCEPTED))
-    else:
-        alarm = _open_alarm(session, row.cid, (AlarmState.ON_SITE,)) or _open_alarm(
-            session, row.cid)
+    session, at = batch.session, row.received_at
+    alarm = batch.open.get(row.cid)
+    if kind is EventKind.CHECK_IN and alarm is not None and alarm.state not in AWAITING_CHECK_IN:
+        alarm = None  # already on site: a second check-in is only recorded
     session.add(PresenceRecord(cid=row.cid, kind=kind.value, at=at,
                                alarm_id=alarm.id if alarm else None, event_id=row.id))
     if alarm is None:
@@ -177,10 +243,10 @@ def _on_presence(session: Session, row: DeviceEventRow, kind: EventKind,
         return None
     if kind is EventKind.CHECK_IN:
         lifecycle.check_in(alarm, at, row.cid)
-        _cancel_deadlines(session, alarm.id, now)
     else:
         lifecycle.check_out(alarm, at, row.cid)
-        _cancel_deadlines(session, alarm.id, now)
+        del batch.open[row.cid]  # completed: no longer open
+    _cancel_deadlines(session, alarm.id, now)
     return alarm.id
 
 

@@ -14,6 +14,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 
 import structlog
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 
 from dispatch import services
 from dispatch.live import LiveFeed
@@ -22,7 +24,7 @@ from dispatch.models import Alarm
 from dispatch.services import DispatchRules, Outcome
 from dispatch.views import alarm_view
 from trygg.clock import Clock
-from trygg.db import Database
+from trygg.db import Database, Lane
 
 log = structlog.get_logger(__name__)
 
@@ -52,14 +54,16 @@ class Dispatcher:
 
     async def process_events(self) -> Outcome:
         now = self.clock.now()
-        out = await self.db.write(lambda s: services.process_pending(s, now, self.rules))
+        out = await self.db.write(lambda s: services.process_pending(s, now, self.rules),
+                                  Lane.BACKGROUND)
         EVENT_FAILURES.inc(out.failed_events)
         await self._after(out)
         return out
 
     async def fire_due(self) -> Outcome:
         now = self.clock.now()
-        out = await self.db.write(lambda s: services.fire_due(s, now, self.rules))
+        out = await self.db.write(lambda s: services.fire_due(s, now, self.rules),
+                                  Lane.BACKGROUND)
         REMINDERS.inc(out.reminders)
         await self._after(out)
         return out
@@ -67,7 +71,7 @@ class Dispatcher:
     async def send_outbox(self) -> int:
         if self.publish is None:
             return 0
-        pending = await self.db.write(lambda s: services.pending_outbox(s))
+        pending = await self.db.read(services.pending_outbox)
         sent: list[int] = []
         for msg_id, topic, payload in pending:
             try:
@@ -78,20 +82,21 @@ class Dispatcher:
             sent.append(msg_id)
         if sent:
             now = self.clock.now()
-            await self.db.write(lambda s: services.mark_sent(s, sent, now))
+            await self.db.write(lambda s: services.mark_sent(s, sent, now), Lane.BACKGROUND)
         return len(sent)
 
     async def changed(self, alarm_ids: Sequence[int]) -> None:
         """Push the committed state of these alarms to every dashboard."""
-        if not alarm_ids:
-            return
+        self._outbox_waiting.set()
+        if not alarm_ids or not self.live.subscriber_count:
+            return  # nobody is looking: no views to build
         views = await self.db.read(lambda s: [
-            alarm_view(a, self.reminder_after)
-            for a in (s.get(Alarm, i) for i in alarm_ids) if a is not None
+            alarm_view(a, self.reminder_after) for a in s.execute(
+                select(Alarm).where(Alarm.id.in_(alarm_ids))
+                .options(selectinload(Alarm.site), selectinload(Alarm.customer))).scalars()
         ])
         for view in views:
             self.live.publish({"type": "alarm", "alarm": view})
-        self._outbox_waiting.set()
 
     async def _after(self, out: Outcome) -> None:
         for route, count in out.new_alarms.items():
@@ -107,7 +112,7 @@ class Dispatcher:
             self._events_waiting.clear()
             try:
                 out = await self.process_events()
-                if out.processed >= services.PROCESS_BATCH:
+                if out.more:
                     self._events_waiting.set()  # more are waiting behind this batch
             except Exception:
                 log.exception("dispatch_events_failed")

@@ -32,7 +32,7 @@ from gateway.metrics import (
 from gateway.mqtt import MqttLink
 from gateway.store import Incoming, Stored, append_events
 from trygg.clock import Clock
-from trygg.db import Database
+from trygg.db import Database, Lane
 
 log = structlog.get_logger(__name__)
 
@@ -64,7 +64,6 @@ class Ingest:
         self.on_committed = on_committed
         self.link: MqttLink | None = None
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
-        self._answers: set[asyncio.Task[None]] = set()
 
     def attach(self, link: MqttLink) -> None:
         self.link = link
@@ -105,7 +104,7 @@ class Ingest:
                 batch.append(self._queue.get_nowait())
             items = [p.incoming for p in batch]
             try:
-                results = await self.db.write(partial(append_events, items=items))
+                results = await self.db.write(partial(append_events, items=items), Lane.DEVICE)
             except Exception:
                 # Not answered, so the devices resend; the frames are not lost.
                 STORE_FAILURES.inc()
@@ -129,17 +128,11 @@ class Ingest:
                      started=pending.started)
 
     def _answer(self, cid: str, response: ScaipResponse, *, started: float | None) -> None:
-        task = asyncio.create_task(self._publish(cid, response, started),
-                                   name=f"trygg.gateway.answer.{cid}")
-        self._answers.add(task)
-        task.add_done_callback(self._answers.discard)
-
-    async def _publish(self, cid: str, response: ScaipResponse, started: float | None) -> None:
         if self.link is None:
             return
         try:
-            await self.link.publish(topics.response_topic(self.root, cid),
-                                    scaip.encode_response(response))
+            self.link.publish_nowait(topics.response_topic(self.root, cid),
+                                     scaip.encode_response(response))
         except GatewayUnavailable:
             # Stored but not answered: the device resends and is answered from the log.
             log.warning("answer_not_sent", cid=cid, ref=response.ref)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from enum import StrEnum
 
 import aiomqtt
+import paho.mqtt.client as mqtt
 import structlog
 
 from gateway.errors import GatewayUnavailable
@@ -67,7 +68,7 @@ class MqttLink:
         self._connected = asyncio.Event()
 
     def _new_client(self) -> aiomqtt.Client:
-        return aiomqtt.Client(
+        client = aiomqtt.Client(
             self.host, self.port,
             identifier=self.identifier,
             username=self.username, password=self.password,
@@ -77,6 +78,9 @@ class MqttLink:
             socket_options=NODELAY,
             timeout=10,
         )
+        # aiomqtt warns above 10 unacknowledged publishes; at alarm bursts that is normal.
+        client.pending_calls_threshold = 1000
+        return client
 
     async def run(self) -> None:
         """Connect, subscribe, deliver; on any loss wait and do it again. Never returns."""
@@ -123,6 +127,22 @@ class MqttLink:
 
     async def wait_connected(self, timeout_s: float | None = None) -> None:
         await asyncio.wait_for(self._connected.wait(), timeout_s)
+
+    def publish_nowait(self, topic: str, payload: bytes, *, qos: int = 1) -> None:
+        """Hand a message to the connection without waiting for the broker's PUBACK.
+
+        For answers to devices: one lost with the connection is harmless, since the
+        device resends and is answered again from the event log. aiomqtt's own publish
+        awaits every PUBACK (a future, a lock and a task per answer, which halves the
+        answers a core can send), so this goes to the paho client underneath, as
+        aiomqtt's publish itself does first.
+        """
+        client = self._client
+        if client is None:
+            raise GatewayUnavailable(self.host, self.port)
+        info = client._client.publish(topic, payload, qos)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            raise GatewayUnavailable(self.host, self.port)
 
     async def publish(self, topic: str, payload: bytes | str, *, qos: int = 1,
                       retain: bool = False) -> None:

@@ -4,14 +4,22 @@ Every write goes through `Database.write`, which runs the given function in a tr
 on one dedicated thread. On SQLite that serializes writers instead of letting them fight
 over the file lock; on PostgreSQL it keeps commit order equal to arrival order. Reads run
 on the default executor with their own sessions.
+
+The writer serves three lanes in priority order: device events first (a device is waiting
+for its answer), then operator actions, then background work (dispatch, timers, the
+outbox). Background transactions are kept short, so an answer never waits long.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+import queue
+import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from datetime import UTC, datetime
+from enum import IntEnum
 from typing import Any, TypeVar
 
 from sqlalchemy import DateTime, Engine, create_engine, event
@@ -67,6 +75,48 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     dbapi_conn.isolation_level = None
 
 
+class Lane(IntEnum):
+    """Who is waiting for a write; lower goes first."""
+
+    DEVICE = 0
+    OPERATOR = 1
+    BACKGROUND = 2
+
+
+class _Writer:
+    """One thread running write jobs, most urgent lane first, in order within a lane."""
+
+    def __init__(self, run: Callable[[Callable[[Session], Any]], Any]) -> None:
+        self._run = run
+        self._jobs: queue.PriorityQueue[tuple[int, int, Any, Future[Any] | None]] = (
+            queue.PriorityQueue())
+        self._order = itertools.count()
+        self._thread = threading.Thread(target=self._loop, name="trygg-db-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, fn: Callable[[Session], T], lane: Lane) -> Future[T]:
+        future: Future[T] = Future()
+        self._jobs.put((int(lane), next(self._order), fn, future))
+        return future
+
+    def _loop(self) -> None:
+        while True:
+            _, _, fn, future = self._jobs.get()
+            if future is None:
+                return
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(self._run(fn))
+            except BaseException as exc:
+                future.set_exception(exc)
+
+    def shutdown(self) -> None:
+        """Finish every job already submitted, then stop."""
+        self._jobs.put((len(Lane), next(self._order), None, None))
+        self._thread.join()
+
+
 class Database:
     """An engine, a session factory, and the writer thread."""
 
@@ -76,17 +126,16 @@ class Database:
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.write_engine = make_engine(url, for_writes=True, **engine_kwargs)
         self.write_sessions = sessionmaker(self.write_engine, expire_on_commit=False)
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trygg-db-writer")
+        self._writer = _Writer(self.transaction)
 
     def transaction(self, fn: Callable[[Session], T]) -> T:
         """Run fn in a write transaction on the calling thread (CLI, tests, the writer)."""
         with self.write_sessions() as session, session.begin():
             return fn(session)
 
-    async def write(self, fn: Callable[[Session], T]) -> T:
+    async def write(self, fn: Callable[[Session], T], lane: Lane = Lane.OPERATOR) -> T:
         """Run fn in a transaction on the writer thread; returns once it is committed."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._writer, self.transaction, fn)
+        return await asyncio.wrap_future(self._writer.submit(fn, lane))
 
     async def read(self, fn: Callable[[Session], T]) -> T:
         def run() -> T:
@@ -96,6 +145,6 @@ class Database:
         return await asyncio.to_thread(run)
 
     def close(self) -> None:
-        self._writer.shutdown(wait=True)
+        self._writer.shutdown()
         self.engine.dispose()
         self.write_engine.dispose()

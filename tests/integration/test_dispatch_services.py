@@ -57,9 +57,10 @@ def store(db: Database, clock: FakeClock, *events: DeviceEvent) -> list[Stored]:
         lambda s: append_events(s, [Incoming(e, b"<mrq/>", now) for e in events]))
 
 
-def process(db: Database, clock: FakeClock) -> Outcome:
+def process(db: Database, clock: FakeClock, budget_s: float = 60.0) -> Outcome:
+    # The time budget is tested on its own; here one call applies everything stored.
     now = clock.now()
-    return db.transaction(lambda s: services.process_pending(s, now, RULES))
+    return db.transaction(lambda s: services.process_pending(s, now, RULES, budget_s=budget_s))
 
 
 def deliver(db: Database, clock: FakeClock, *events: DeviceEvent) -> Outcome:
@@ -328,6 +329,20 @@ def test_event_that_cannot_be_applied_is_marked_with_its_error(
     process(db, clock)
 
     assert "no-such-kind" in (process_error_of_broken_event(db) or "")
+
+
+def test_a_spent_time_budget_leaves_the_rest_for_the_next_transaction(
+        db: Database, clock: FakeClock) -> None:
+    store(db, clock, event(EventKind.ALARM, cid="100001"), event(EventKind.ALARM, cid="100002"))
+
+    first = process(db, clock, budget_s=0.0)
+    second = process(db, clock, budget_s=0.0)
+    third = process(db, clock, budget_s=0.0)
+
+    assert (first.processed, first.more) == (1, True)
+    assert (second.processed, second.more) == (1, False)
+    assert third.processed == 0
+    assert len(alarms(db)) == 2
 
 
 def test_processed_events_are_not_applied_twice(db: Database, clock: FakeClock) -> None:

@@ -37,7 +37,7 @@ from dispatch.models import (
     Team,
 )
 from dispatch.registry import SqlTeamDirectory
-from dispatch.routing import route
+from dispatch.routing import TeamRef, route
 from gateway.store import DeviceEventRow
 
 log = structlog.get_logger(__name__)
@@ -80,7 +80,7 @@ class Outcome:
 PROCESS_BATCH = 100
 # A background transaction must not hold the single writer for long: devices are waiting
 # behind it for their answers. Events left over go in the next transaction.
-PROCESS_BUDGET_S = 0.02
+PROCESS_BUDGET_S = 0.01
 AWAITING_CHECK_IN = (AlarmState.RECEIVED, AlarmState.CALLED_OUT, AlarmState.ACCEPTED)
 
 
@@ -121,7 +121,8 @@ class _Batch:
 
     def __init__(self, session: Session, rows: Sequence[Any]) -> None:
         self.session = session
-        cids = {row.cid for row in rows}
+        # Heartbeats and device status change no alarm: look up only for the rest.
+        cids = {row.cid for row in rows if row.kind in ALARM_EVENT_KINDS}
         # At most one alarm per unit is open: a press while one is open is a repeat.
         self.open: dict[str, Alarm] = {
             alarm.cid: alarm for alarm in session.execute(
@@ -132,12 +133,15 @@ class _Batch:
             # the trail is not loaded just to add one entry (a unit that keeps pressing
             # has a long one). The appended entries are inserted as usual.
             set_committed_value(alarm, "log", [])
+        # Only a press with no open alarm needs routing, and so the registry.
+        to_route = {row.cid for row in rows
+                    if row.kind == EventKind.ALARM and row.cid not in self.open}
         self.devices: dict[str, Device] = {
             device.cid: device for device in session.execute(
-                select(Device).where(Device.cid.in_(cids)).options(
+                select(Device).where(Device.cid.in_(to_route)).options(
                     selectinload(Device.site).selectinload(Site.customer)
-                    .selectinload(Customer.day_provider))).scalars()}
-        self.directory = SqlTeamDirectory(session)
+                    .selectinload(Customer.day_provider))).scalars()} if to_route else {}
+        self.directory = _RememberingDirectory(SqlTeamDirectory(session))
         self._teams: dict[int, Team] = {}
 
     def team(self, team_id: int) -> Team:
@@ -148,11 +152,35 @@ class _Batch:
         return self._teams[team_id]
 
 
+class _RememberingDirectory:
+    """Team lookups asked once per batch: many alarms share an area and a provider."""
+
+    def __init__(self, directory: SqlTeamDirectory) -> None:
+        self._directory = directory
+        self._day: dict[tuple[str, str], TeamRef | None] = {}
+        self._night: dict[str, TeamRef | None] = {}
+
+    def day_team(self, provider_code: str, area_code: str) -> TeamRef | None:
+        key = (provider_code, area_code)
+        if key not in self._day:
+            self._day[key] = self._directory.day_team(provider_code, area_code)
+        return self._day[key]
+
+    def night_team(self, area_code: str) -> TeamRef | None:
+        if area_code not in self._night:
+            self._night[area_code] = self._directory.night_team(area_code)
+        return self._night[area_code]
+
+
+ALARM_EVENT_KINDS = frozenset({EventKind.ALARM, EventKind.CHECK_IN, EventKind.CHECK_OUT,
+                               EventKind.CANCELLED})
+
+
 def _apply_rows(session: Session, rows: Sequence[Any], now: datetime,
                 rules: DispatchRules, budget_s: float, *, isolate: bool) -> Outcome:
     out = Outcome()
+    started = time.monotonic()  # the lookups count against the budget too
     batch = _Batch(session, rows)
-    started = time.monotonic()
     for row in rows:
         if out.processed and time.monotonic() - started > budget_s:
             break

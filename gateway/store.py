@@ -9,8 +9,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from types import ModuleType
+from typing import Any
 
-from sqlalchemy import Integer, String, Table, Text, insert, select
+from sqlalchemy import Connection, Integer, String, Table, Text, bindparam, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -80,32 +82,20 @@ def append_events(session: Session, items: Sequence[Incoming]) -> list[Stored]:
     """Store each new event once; a resend (same key) gets the id of the first copy."""
     if not items:
         return []
+    # Core statements built once, on the session's connection: this runs for every batch
+    # of device messages, and building and ORM-executing statements cost more than SQLite.
+    conn = session.connection()
     item_keys = [item.event.idempotency_key for item in items]  # a digest each: once
-    keys = set(item_keys)
-    known: dict[str, int] = dict(
-        session.execute(
-            select(DeviceEventRow.idempotency_key, DeviceEventRow.id).where(
-                DeviceEventRow.idempotency_key.in_(keys)
-            )
-        ).all()
-    )
+    known: dict[str, int] = {
+        key: row_id for key, row_id in conn.execute(_KNOWN, {"keys": list(set(item_keys))})}
     fresh: dict[str, dict[str, object]] = {}
     for key, item in zip(item_keys, items, strict=True):
         if key not in known and key not in fresh:
             fresh[key] = _row_values(item, key)
-    if fresh:
-        # Core, not the ORM's bulk path: this runs for every event, the ORM's extra work buys
-        # nothing here.
-        table = DeviceEventRow.__table__
-        assert isinstance(table, Table)
-        inserted = session.execute(
-            insert(table).returning(table.c.idempotency_key, table.c.id),
-            list(fresh.values()),
-        )
-        new_ids: dict[str, int] = {key: row_id for key, row_id in inserted.all()}
-    else:
-        new_ids = {}
-    _touch_links(session, items)
+    new_ids: dict[str, int] = (
+        {key: row_id for key, row_id in conn.execute(_INSERT, list(fresh.values()))}
+        if fresh else {})
+    _touch_links(conn, items)
     results: list[Stored] = []
     seen_in_batch: set[str] = set()
     for key in item_keys:
@@ -115,6 +105,25 @@ def append_events(session: Session, items: Sequence[Incoming]) -> list[Stored]:
             results.append(Stored(new_ids[key], duplicate=key in seen_in_batch))
             seen_in_batch.add(key)
     return results
+
+
+_EVENTS = DeviceEventRow.__table__
+_LINKS = DeviceLink.__table__
+assert isinstance(_EVENTS, Table) and isinstance(_LINKS, Table)
+_KNOWN = select(_EVENTS.c.idempotency_key, _EVENTS.c.id).where(
+    _EVENTS.c.idempotency_key.in_(bindparam("keys", expanding=True)))
+_INSERT = insert(_EVENTS).returning(_EVENTS.c.idempotency_key, _EVENTS.c.id)
+
+
+def _link_upsert(dialect: ModuleType) -> Any:
+    stmt = dialect.insert(_LINKS)
+    return stmt.on_conflict_do_update(
+        index_elements=[_LINKS.c.cid],
+        set_={"last_seen_at": stmt.excluded.last_seen_at, "last_kind": stmt.excluded.last_kind},
+    )
+
+
+_UPSERT_LINK = {"sqlite": _link_upsert(sqlite), "postgresql": _link_upsert(postgresql)}
 
 
 def _row_values(item: Incoming, key: str) -> dict[str, object]:
@@ -137,7 +146,7 @@ def _row_values(item: Incoming, key: str) -> dict[str, object]:
     }
 
 
-def _touch_links(session: Session, items: Sequence[Incoming]) -> None:
+def _touch_links(conn: Connection, items: Sequence[Incoming]) -> None:
     latest: dict[str, Incoming] = {}
     for item in items:
         latest[item.event.cid] = item
@@ -145,11 +154,4 @@ def _touch_links(session: Session, items: Sequence[Incoming]) -> None:
         {"cid": cid, "last_seen_at": it.received_at, "last_kind": it.event.kind.value}
         for cid, it in latest.items()
     ]
-    dialect = session.get_bind().dialect.name
-    module = postgresql if dialect == "postgresql" else sqlite
-    stmt = module.insert(DeviceLink)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[DeviceLink.cid],
-        set_={"last_seen_at": stmt.excluded.last_seen_at, "last_kind": stmt.excluded.last_kind},
-    )
-    session.execute(stmt, rows)
+    conn.execute(_UPSERT_LINK[conn.dialect.name], rows)

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -17,8 +18,9 @@ from trygg.clock import SystemClock
 from trygg.db import Database
 from trygg.logs import configure_logging
 from trygg.migrations import upgrade
-from trygg.runtime import Service
+from trygg.runtime import Role, Service
 from trygg.settings import SHIPPED_CONFIG, Settings
+from trygg.supervise import GatewayProcess, stop_when_orphaned
 
 
 def _open_db(settings: Settings) -> Database:
@@ -88,21 +90,52 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _run(settings: Settings, args: argparse.Namespace) -> int:
+    if args.role == "gateway":
+        return await _run_gateway(settings)
+    if args.role == "dispatch" or not args.single_process:
+        # By default the gateway runs as a child process with its own interpreter: it
+        # keeps answering devices whatever dispatch is doing (see trygg.runtime).
+        gateway = GatewayProcess(settings) if args.role == "all" else None
+        readiness = {"gateway_process": gateway.alive} if gateway else {}
+        async with (Service(settings, roles={Role.DISPATCH}, readiness=readiness) as service,
+                    gateway or contextlib.nullcontext()):
+            await _serve(service, settings, args)
+        return 0
     async with Service(settings) as service:
-        if args.demo_user:
-            _print_demo_sign_in(service)
-        if args.simulate:
-            stop = asyncio.Event()
-            sim = asyncio.create_task(_simulate(settings, args, stop), name="trygg.simulator")
-            await service.wait()
-            stop.set()
-            try:
-                await asyncio.wait_for(sim, 10)
-            except Exception as exc:  # the demo traffic failing must not hide why
-                print(f"trygg: the simulator stopped: {exc!r}", file=sys.stderr)
-        else:
-            await service.wait()
+        await _serve(service, settings, args)
     return 0
+
+
+async def _run_gateway(settings: Settings) -> int:
+    async with Service(settings, roles={Role.GATEWAY}) as service:
+        _stop_on_signals(service)
+        watch = asyncio.create_task(stop_when_orphaned(service.stop), name="trygg.orphan-watch")
+        await service.wait()
+        watch.cancel()
+    return 0
+
+
+def _stop_on_signals(service: Service) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, service.stop)
+
+
+async def _serve(service: Service, settings: Settings, args: argparse.Namespace) -> None:
+    _stop_on_signals(service)
+    if args.demo_user:
+        _print_demo_sign_in(service)
+    if not args.simulate:
+        await service.wait()
+        return
+    stop = asyncio.Event()
+    sim = asyncio.create_task(_simulate(settings, args, stop), name="trygg.simulator")
+    await service.wait()
+    stop.set()
+    try:
+        await asyncio.wait_for(sim, 10)
+    except Exception as exc:  # the demo traffic failing must not hide why
+        print(f"trygg: the simulator stopped: {exc!r}", file=sys.stderr)
 
 
 def _print_demo_sign_in(service: Service) -> None:
@@ -125,6 +158,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run gateway, dispatch, API and dashboard")
+    run.add_argument("--role", choices=("all", "gateway", "dispatch"), default="all",
+                     help="all (default: dispatch here, the gateway as a child process), "
+                          "or one role for a service of its own")
+    run.add_argument("--single-process", action="store_true",
+                     help="with --role all: run both roles in this one process")
     run.add_argument("--simulate", action="store_true",
                      help="also run simulated base units against the service")
     run.add_argument("--demo-user", action="store_true",

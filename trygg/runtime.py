@@ -1,8 +1,17 @@
-"""The running service: gateway, dispatch, API and dashboard (and the simulator) wired together.
+"""The running service: gateway, dispatch, API and dashboard wired together, by role.
 
-`Service` is the composition root. Whatever it opens it closes; every background loop is
-a named task, and if one of them dies the service stops loudly instead of limping on
-without, say, its reminder sweep.
+`Service` is the composition root. It runs one or both roles:
+
+- gateway: device I/O. MQTT in, events committed to the inbox, answers out; serves only
+  /healthz, /readyz and /metrics. It never migrates the schema.
+- dispatch: the inbox to alarms, timers, the team outbox, the API and the dashboard;
+  migrates the schema and seeds an empty registry.
+
+Both in one process is simplest (tests, `trygg run --single-process`); as two processes
+each has its own interpreter lock, and a fault in dispatch cannot stop devices being
+answered. Whatever `Service` opens it closes; every background loop is a named task, and
+if one of them dies the service stops loudly instead of limping on without, say, its
+reminder sweep.
 """
 
 from __future__ import annotations
@@ -10,7 +19,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine, Iterable, Iterator
+from enum import StrEnum
 from types import TracebackType
 from typing import Any
 
@@ -18,8 +28,8 @@ import structlog
 import uvicorn
 from prometheus_client import REGISTRY
 
-from dispatch.api.app import create_app
-from dispatch.api.deps import AppState
+from dispatch.api.app import create_app, create_ops_app
+from dispatch.api.deps import AppState, OpsState
 from dispatch.config import MunicipalityConfig, load_config
 from dispatch.live import LiveFeed
 from dispatch.metrics import AlarmStateCollector
@@ -31,16 +41,41 @@ from gateway.mqtt import MqttLink
 from trygg.broker import EmbeddedBroker
 from trygg.clock import Clock, SystemClock
 from trygg.db import Database
-from trygg.migrations import upgrade
+from trygg.migrations import upgrade, wait_for_head
 from trygg.settings import SHIPPED_CONFIG, Settings
 
 log = structlog.get_logger(__name__)
 
 
+class _Server(uvicorn.Server):
+    """uvicorn without its signal handling: it re-raises a caught SIGTERM after serving,
+    which would kill the process before the service has stopped what it started. The
+    `trygg` command turns signals into `Service.stop` instead."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class Role(StrEnum):
+    GATEWAY = "gateway"
+    DISPATCH = "dispatch"
+
+
+ALL_ROLES = frozenset(Role)
+# Without the gateway in the same process nobody wakes dispatch when events arrive:
+# it looks for them this often instead (well inside the dashboard's one second).
+INBOX_POLL_S = 0.1
+
+
 class Service:
     def __init__(self, settings: Settings, *, clock: Clock | None = None,
-                 run_timer_loop: bool = True) -> None:
+                 run_timer_loop: bool = True, roles: Iterable[Role] = ALL_ROLES,
+                 readiness: dict[str, Callable[[], bool]] | None = None) -> None:
         self.settings = settings
+        self.roles = frozenset(roles)
+        if not self.roles:
+            raise ValueError("a service needs at least one role")
         self.clock = clock or SystemClock()
         self.run_timer_loop = run_timer_loop
         self.db = Database(settings.database_url)
@@ -53,21 +88,28 @@ class Service:
         self._failed = asyncio.Event()
         self._collector: AlarmStateCollector | None = None
         self.mqtt_host, self.mqtt_port = self._mqtt_address()
-        # A stable client id per topic root gives the gateway a persistent broker session.
+        # A stable client id per topic root and role gives a persistent broker session.
         suffix = hashlib.sha256(settings.mqtt_topic_root.encode()).hexdigest()[:8]
+        name = "-".join(sorted(self.roles))
         self.link = MqttLink("devices", self.mqtt_host, self.mqtt_port,
-                             identifier=f"trygg-gateway-{suffix}",
+                             identifier=f"trygg-{name}-{suffix}",
                              username=settings.mqtt.username if settings.mqtt else None,
                              password=settings.mqtt.password if settings.mqtt else None)
         self.dispatcher = Dispatcher(self.db, self.clock, self.rules, self.live,
                                      publish=self._publish_to_team)
+        both = self.roles == ALL_ROLES
         self.ingest = Ingest(self.db, self.clock, topic_root=settings.mqtt_topic_root,
-                             on_committed=self.dispatcher.wake)
-        self.ingest.attach(self.link)
-        self.app = create_app(AppState(
-            db=self.db, clock=self.clock, rules=self.rules, live=self.live,
-            dispatcher=self.dispatcher, readiness={"mqtt": lambda: self.link.connected}))
-        self.server = uvicorn.Server(uvicorn.Config(
+                             on_committed=self.dispatcher.wake if both else None)
+        if Role.GATEWAY in self.roles:
+            self.ingest.attach(self.link)
+        checks = {"mqtt": lambda: self.link.connected, **(readiness or {})}
+        if Role.DISPATCH in self.roles:
+            self.app = create_app(AppState(
+                db=self.db, clock=self.clock, rules=self.rules, live=self.live,
+                dispatcher=self.dispatcher, readiness=checks))
+        else:
+            self.app = create_ops_app(OpsState(db=self.db, readiness=checks))
+        self.server = _Server(uvicorn.Config(
             self.app, host=settings.http_host, port=settings.http_port,
             log_config=None, access_log=False, lifespan="off"))
 
@@ -95,29 +137,37 @@ class Service:
         exc = task.exception()
         if exc is not None:
             log.error("service_task_died", task=task.get_name(), error=repr(exc))
-        self._failed.set()  # any loop ending (even uvicorn on SIGTERM) stops the service
+        self._failed.set()  # any loop ending stops the service
 
     async def __aenter__(self) -> Service:
-        await asyncio.to_thread(upgrade, self.db.engine)
-        await self.db.write(self._seed_registry)
-        self._collector = AlarmStateCollector(self.db)
-        REGISTRY.register(self._collector)
-        if self.settings.mqtt is None:
+        dispatch, gateway = Role.DISPATCH in self.roles, Role.GATEWAY in self.roles
+        if dispatch:
+            await asyncio.to_thread(upgrade, self.db.engine)
+            await self.db.write(self._seed_registry)
+            self._collector = AlarmStateCollector(self.db)
+            REGISTRY.register(self._collector)
+        else:
+            await asyncio.to_thread(wait_for_head, self.db.engine)
+        if self.settings.mqtt is None and dispatch:
             await self._stack.enter_async_context(EmbeddedBroker("127.0.0.1", self.mqtt_port))
-        self._spawn(self.link.run(), "trygg.gateway.mqtt")
-        self._spawn(self.ingest.run(), "trygg.gateway.ingest")
-        self._spawn(self.dispatcher.run_events(), "trygg.dispatch.events")
-        if self.run_timer_loop:
-            self._spawn(self.dispatcher.run_timers(self.settings.timer_sweep_s),
-                        "trygg.dispatch.timers")
-        self._spawn(self.dispatcher.run_outbox(), "trygg.dispatch.outbox")
+        self._spawn(self.link.run(), "trygg.mqtt")
+        if gateway:
+            self._spawn(self.ingest.run(), "trygg.gateway.ingest")
+        if dispatch:
+            poll_s = 1.0 if gateway else INBOX_POLL_S
+            self._spawn(self.dispatcher.run_events(poll_s), "trygg.dispatch.events")
+            if self.run_timer_loop:
+                self._spawn(self.dispatcher.run_timers(self.settings.timer_sweep_s),
+                            "trygg.dispatch.timers")
+            self._spawn(self.dispatcher.run_outbox(), "trygg.dispatch.outbox")
         self._spawn(self.server.serve(), "trygg.http")
         await self.link.wait_connected(timeout_s=30)
         while not self.server.started:
             if self._failed.is_set():
                 raise RuntimeError("the service failed while starting; see the log")
             await asyncio.sleep(0.02)
-        log.info("service_started", http=self.http_url, mqtt=f"{self.mqtt_host}:{self.mqtt_port}",
+        log.info("service_started", roles=sorted(self.roles), http=self.http_url,
+                 mqtt=f"{self.mqtt_host}:{self.mqtt_port}",
                  topic_root=self.settings.mqtt_topic_root)
         return self
 
@@ -129,8 +179,11 @@ class Service:
             log.info("registry_seeded", created=counts.created)
 
     async def wait(self) -> None:
-        """Until a signal stops uvicorn or a background loop dies."""
+        """Until a signal stops uvicorn, a background loop dies, or `stop` is called."""
         await self._failed.wait()
+
+    def stop(self) -> None:
+        self._failed.set()
 
     async def __aexit__(self, exc_type: type[BaseException] | None,
                         exc: BaseException | None, tb: TracebackType | None) -> None:

@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///trygg.db"
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8080, ge=1, le=65535)
+    # Where `trygg run` puts its gateway process's /healthz, /readyz, /metrics
+    # (default: http_port + 1).
+    gateway_http_port: int | None = Field(default=None, ge=1, le=65535)
     config: Path | None = None
     log_level: str = "info"
     # How often the durable timers are swept; the deadline itself lives in the database.

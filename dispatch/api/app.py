@@ -9,7 +9,7 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from dispatch.api import alarms, ops, registry, session, stream
-from dispatch.api.deps import AppState
+from dispatch.api.deps import AppState, OpsState
 
 STATIC = Path(__file__).resolve().parent.parent / "web" / "static"
 
@@ -27,4 +27,12 @@ def create_app(state: AppState) -> FastAPI:
     async def dashboard() -> FileResponse:
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
+    return app
+
+
+def create_ops_app(state: OpsState) -> FastAPI:
+    """Only /healthz, /readyz and /metrics: what a gateway-only process serves."""
+    app = FastAPI(title="Trygg gateway", version="0.1.0", docs_url=None, redoc_url=None)
+    app.state.trygg = state
+    app.include_router(ops.router)
     return app

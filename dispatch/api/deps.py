@@ -17,15 +17,21 @@ from trygg.clock import Clock
 from trygg.db import Database
 
 
-@dataclass
-class AppState:
+@dataclass(kw_only=True)
+class OpsState:
+    """What the operations routes need; all a gateway-only process serves."""
+
     db: Database
+    # name -> "is it ready?", e.g. the MQTT link; /readyz reports each one
+    readiness: dict[str, Callable[[], bool]] = field(default_factory=dict)
+
+
+@dataclass(kw_only=True)
+class AppState(OpsState):
     clock: Clock
     rules: DispatchRules
     live: LiveFeed
     dispatcher: Dispatcher
-    # name -> "is it ready?", e.g. the MQTT link; /readyz reports each one
-    readiness: dict[str, Callable[[], bool]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -39,7 +45,13 @@ def get_state(request: Request) -> AppState:
     return state
 
 
+def get_ops_state(request: Request) -> OpsState:
+    state: OpsState = request.app.state.trygg
+    return state
+
+
 StateDep = Annotated[AppState, Depends(get_state)]
+OpsStateDep = Annotated[OpsState, Depends(get_ops_state)]
 _bearer = HTTPBearer(auto_error=False)
 
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Response, status
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
-from dispatch.api.deps import StateDep
+from dispatch.api.deps import OpsStateDep
 
 router = APIRouter(tags=["operations"])
 
@@ -20,7 +20,7 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz")
-async def readyz(state: StateDep, response: Response) -> dict[str, Any]:
+async def readyz(state: OpsStateDep, response: Response) -> dict[str, Any]:
     """Ready to take alarms: the database answers and every device link is connected."""
     checks: dict[str, bool] = {}
     try:

@@ -1,0 +1,101 @@
+"""Run the gateway role as a child process of `trygg run`, and restart it if it dies.
+
+The child is the same program (`trygg run --role gateway`) in its own session, so a
+Ctrl-C at the terminal reaches only the parent, which then stops the child; and the
+child stops by itself if the parent disappears without doing so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+from collections.abc import Callable
+from types import TracebackType
+
+import structlog
+
+from trygg.settings import Settings
+
+log = structlog.get_logger(__name__)
+PARENT_PID_ENV = "TRYGG_PARENT_PID"
+
+
+class GatewayProcess:
+    def __init__(self, settings: Settings, *, restart_after_s: float = 1.0) -> None:
+        self.settings = settings
+        self.restart_after_s = restart_after_s
+        self._proc: asyncio.subprocess.Process | None = None
+        self._monitor: asyncio.Task[None] | None = None
+        self._stopping = False
+        self.starts = 0
+
+    @property
+    def http_port(self) -> int:
+        return self.settings.gateway_http_port or self.settings.http_port + 1
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.returncode is None
+
+    def _env(self) -> dict[str, str]:
+        env = {**os.environ, "TRYGG_HTTP_PORT": str(self.http_port),
+               PARENT_PID_ENV: str(os.getpid())}
+        if self.settings.mqtt_url is None:  # the parent runs the embedded broker
+            env["TRYGG_MQTT_URL"] = f"mqtt://127.0.0.1:{self.settings.embedded_mqtt_port}"
+        return env
+
+    async def _start(self) -> None:
+        self._proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "trygg.cli", "run", "--role", "gateway",
+            env=self._env(), start_new_session=True)
+        self.starts += 1
+        log.info("gateway_process_started", pid=self._proc.pid, http_port=self.http_port)
+
+    async def _watch(self) -> None:
+        while True:
+            assert self._proc is not None
+            code = await self._proc.wait()
+            if self._stopping:
+                return
+            # Devices resend until answered, so a restarted gateway loses nothing.
+            log.error("gateway_process_exited", pid=self._proc.pid, returncode=code,
+                      restart_in_s=self.restart_after_s)
+            await asyncio.sleep(self.restart_after_s)
+            await self._start()
+
+    async def __aenter__(self) -> GatewayProcess:
+        await self._start()
+        self._monitor = asyncio.create_task(self._watch(), name="trygg.supervise.gateway")
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        self._stopping = True
+        if self._proc is not None and self._proc.returncode is None:
+            self._proc.terminate()
+            try:
+                await asyncio.wait_for(self._proc.wait(), 10)
+            except TimeoutError:
+                self._proc.kill()
+                await self._proc.wait()
+        if self._monitor is not None:
+            self._monitor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._monitor
+
+
+async def stop_when_orphaned(stop: Callable[[], None], poll_s: float = 1.0) -> None:
+    """In a supervised child: call `stop` once the parent that started us is gone."""
+    parent = os.environ.get(PARENT_PID_ENV)
+    if not parent:
+        return
+    # Nothing signals a parent's death to a child in its own session: look.
+    while os.getppid() == int(parent):  # noqa: ASYNC110
+        await asyncio.sleep(poll_s)
+    log.error("gateway_parent_gone", parent_pid=parent)
+    stop()

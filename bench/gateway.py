@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 import sys
 import threading
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ from typing import Any
 
 import yaml
 from sqlalchemy import create_engine, func, select, text
+
+from tests.brokers import free_port
 
 CID_BASE = 900000
 DAY_PROVIDERS = ("solrosen", "kommunens-hemtjanst", "trygga-hander")
@@ -93,7 +96,7 @@ def run(spec: GatewaySpec, conn: Connection) -> None:
 
 async def _main(spec: GatewaySpec, conn: Connection) -> None:
     from trygg.logs import configure_logging
-    from trygg.runtime import Service
+    from trygg.runtime import Role, Service
     from trygg.settings import Settings
 
     configure_logging(spec.log_level)
@@ -104,9 +107,25 @@ async def _main(spec: GatewaySpec, conn: Connection) -> None:
         async with _IngestOnly(settings) as ingest_only:
             await _serve(conn, ingest_only.wait())
     else:
-        async with Service(settings) as service:
-            await _serve(conn, service.wait())
+        # As `trygg run` runs the product: this process is the gateway role, and the
+        # dispatch role (migrations, registry, alarms) is a process of its own beside it.
+        dispatch = _start_dispatch(spec)
+        try:
+            async with Service(settings, roles={Role.GATEWAY}) as service:
+                await _serve(conn, service.wait())
+        finally:
+            dispatch.terminate()
+            dispatch.wait(20)
     conn.send(("stopped", None))
+
+
+def _start_dispatch(spec: GatewaySpec) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "TRYGG_MQTT_URL": spec.mqtt_url, "TRYGG_MQTT_TOPIC_ROOT": spec.root,
+           "TRYGG_DATABASE_URL": spec.database_url, "TRYGG_CONFIG": str(spec.config),
+           "TRYGG_HTTP_PORT": str(free_port()), "TRYGG_LOG_LEVEL": spec.log_level}
+    log = spec.log_path.with_suffix(".dispatch.log").open("w", encoding="utf-8")
+    return subprocess.Popen([sys.executable, "-m", "trygg.cli", "run", "--role", "dispatch"],
+                            env=env, stdout=log, stderr=log)
 
 
 class _IngestOnly:

@@ -80,7 +80,7 @@ class Outcome:
 PROCESS_BATCH = 100
 # A background transaction must not hold the single writer for long: devices are waiting
 # behind it for their answers. Events left over go in the next transaction.
-PROCESS_BUDGET_S = 0.01
+PROCESS_BUDGET_S = 0.02
 AWAITING_CHECK_IN = (AlarmState.RECEIVED, AlarmState.CALLED_OUT, AlarmState.ACCEPTED)
 
 
@@ -143,6 +143,21 @@ class _Batch:
                     .selectinload(Customer.day_provider))).scalars()} if to_route else {}
         self.directory = _RememberingDirectory(SqlTeamDirectory(session))
         self._teams: dict[int, Team] = {}
+        self.created: list[Alarm] = []  # new alarms, called out together in finish()
+
+    def finish(self, now: datetime, rules: DispatchRules, out: Outcome) -> None:
+        """Call out the new alarms: one flush gives them all their ids, not one each."""
+        if not self.created:
+            return
+        self.session.flush()
+        for alarm in self.created:
+            # Staff may have checked in within the same batch: nobody to call then.
+            if alarm.team_code is not None and alarm.state == AlarmState.RECEIVED:
+                _call_out(self.session, alarm, now, "system", rules)
+            out.touch(alarm.id)
+            log.info("alarm_received", alarm_id=alarm.id, cid=alarm.cid,
+                     route=alarm.route_reason, team=alarm.team_code)
+        self.created.clear()
 
     def team(self, team_id: int) -> Team:
         if team_id not in self._teams:
@@ -190,6 +205,7 @@ def _apply_rows(session: Session, rows: Sequence[Any], now: datetime,
             try:
                 with session.begin_nested():
                     _apply(batch, row, now, rules, out)
+                    batch.finish(now, rules, out)
             except Exception as exc:  # a bug must not stop the events behind it
                 session.execute(update(DeviceEventRow).where(DeviceEventRow.id == row.id)
                                 .values(process_error=f"{type(exc).__name__}: {exc}"[:1000]))
@@ -197,6 +213,7 @@ def _apply_rows(session: Session, rows: Sequence[Any], now: datetime,
                 log.exception("event_processing_failed", event_id=row.id, cid=row.cid)
                 batch = _Batch(session, rows)  # what the failed event touched is undone
         out.processed += 1
+    batch.finish(now, rules, out)
     return out
 
 
@@ -246,14 +263,9 @@ def _on_alarm(batch: _Batch, row: Any, now: datetime, rules: DispatchRules,
     )
     session.add(alarm)
     lifecycle.receive(alarm, at, f"device:{row.cid}")
-    session.flush()  # the id goes into the deadline and the team's message
     batch.open[row.cid] = alarm
-    if team is not None:
-        _call_out(session, alarm, now, "system", rules)
+    batch.created.append(alarm)
     out.new_alarms[decision.reason.value] = out.new_alarms.get(decision.reason.value, 0) + 1
-    out.touch(alarm.id)
-    log.info("alarm_received", alarm_id=alarm.id, cid=row.cid, route=decision.reason.value,
-             team=alarm.team_code)
 
 
 def _on_presence(batch: _Batch, row: Any, kind: EventKind,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 
@@ -111,9 +112,13 @@ class Dispatcher:
                 await asyncio.wait_for(self._events_waiting.wait(), poll_s)
             self._events_waiting.clear()
             try:
+                started = time.monotonic()
                 out = await self.process_events()
                 if out.more:
-                    self._events_waiting.set()  # more are waiting behind this batch
+                    # More are waiting; first leave the database to the gateway for as
+                    # long as this batch held it, so answers never queue behind dispatch.
+                    await asyncio.sleep(min(time.monotonic() - started, 0.05))
+                    self._events_waiting.set()
             except Exception:
                 log.exception("dispatch_events_failed")
                 await asyncio.sleep(poll_s)

@@ -12,7 +12,18 @@ from datetime import datetime
 from types import ModuleType
 from typing import Any
 
-from sqlalchemy import Connection, Integer, String, Table, Text, bindparam, insert, select
+from sqlalchemy import (
+    Connection,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    bindparam,
+    insert,
+    select,
+    text,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -37,8 +48,17 @@ class DeviceEventRow(Base):
     staff_id: Mapped[str | None] = mapped_column(String(64))
     payload: Mapped[str] = mapped_column(Text)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     process_error: Mapped[str | None] = mapped_column(Text)
+
+    # The inbox: unprocessed events in order. A partial index on id keeps "the next 100"
+    # a short range scan however long the backlog, where an index on processed_at made
+    # every look read and sort the whole backlog (dispatch fell behind a flood for good).
+    __table_args__ = (
+        Index("ix_device_events_inbox", "id",
+              sqlite_where=text("processed_at IS NULL"),
+              postgresql_where=text("processed_at IS NULL")),
+    )
 
     def to_event(self) -> DeviceEvent:
         return DeviceEvent(

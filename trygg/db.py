@@ -16,6 +16,7 @@ import asyncio
 import itertools
 import queue
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from datetime import UTC, datetime
@@ -23,6 +24,7 @@ from enum import IntEnum
 from typing import Any, TypeVar
 
 from sqlalchemy import DateTime, Engine, create_engine, event
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -53,23 +55,47 @@ class UTCDateTime(TypeDecorator[datetime]):
 def make_engine(url: str, *, for_writes: bool = False, **kwargs: Any) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False}, **kwargs)
-        event.listen(engine, "connect", _sqlite_pragmas)
+        # Writers wait for the lock in _begin_immediate, readers in SQLite's handler.
+        busy_ms = 0 if for_writes else 10_000
+        event.listen(engine, "connect", lambda conn, record: _sqlite_pragmas(conn, busy_ms))
         # pysqlite's own transaction handling breaks SAVEPOINT; let SQLAlchemy emit BEGIN.
-        # Writers take the write lock up front: a deferred transaction that reads and
-        # then writes gets SQLITE_BUSY at once, without waiting for the busy timeout.
-        begin = "BEGIN IMMEDIATE" if for_writes else "BEGIN"
-        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql(begin))
+        if for_writes:
+            event.listen(engine, "begin", _begin_immediate)
+        else:
+            event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN"))
         return engine
     return create_engine(url, pool_pre_ping=True, **kwargs)
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+WRITE_LOCK_WAIT_S = 30.0
+
+
+def _begin_immediate(conn: Any) -> None:
+    """Take the write lock up front, asking for it every millisecond until it is free.
+
+    Up front: a deferred transaction that reads and then writes gets SQLITE_BUSY at
+    once, without waiting. Every millisecond: SQLite's own busy handler sleeps longer
+    and longer (up to 100 ms a try), so a writer in another process that commits back
+    to back would starve it; the gateway must get the lock the moment it is free.
+    """
+    deadline = time.monotonic() + WRITE_LOCK_WAIT_S
+    while True:
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            return
+        except OperationalError as exc:
+            if "locked" not in str(exc.orig) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.001)
+
+
+def _sqlite_pragmas(dbapi_conn: Any, busy_ms: int) -> None:
     cur = dbapi_conn.cursor()
     # WAL lets the API read while the gateway writes; FULL makes a commit durable before
     # we answer the device, which is the whole point of answering after the commit.
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=FULL")
-    cur.execute("PRAGMA busy_timeout=10000")
+    cur.execute(f"PRAGMA busy_timeout={busy_ms}")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
     dbapi_conn.isolation_level = None

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -15,7 +14,7 @@ import pytest
 
 from simulator import DeviceLink, SimulatedBaseUnit
 from tests.brokers import Broker, free_port
-from tests.harness import api, make_token, running_service, test_settings
+from tests.harness import api, make_token, test_settings
 from trygg.db import Database
 from trygg.migrations import upgrade
 from trygg.runtime import Role, Service
@@ -50,6 +49,10 @@ async def test_gateway_answers_without_dispatch_and_dispatch_catches_up_later(
     assert [(a["cid"], a["state"]) for a in alarms] == [("100001", "called_out")]
 
 
+def process_exists(pid: int) -> bool:
+    return Path(f"/proc/{pid}").exists()
+
+
 def children_of(pid: int) -> list[int]:
     found: list[int] = []
     for task in Path(f"/proc/{pid}/task").iterdir():
@@ -78,8 +81,8 @@ async def test_trygg_run_restarts_a_gateway_that_dies(broker: Broker, tmp_path: 
     env = {**os.environ, "TRYGG_MQTT_URL": broker.url, "TRYGG_MQTT_TOPIC_ROOT": root,
            "TRYGG_DATABASE_URL": f"sqlite:///{tmp_path / 'run.db'}",
            "TRYGG_HTTP_PORT": str(port), "TRYGG_GATEWAY_HTTP_PORT": str(free_port())}
-    service = subprocess.Popen([sys.executable, "-m", "trygg.cli", "run"], env=env,
-                               stderr=subprocess.DEVNULL)
+    service = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "trygg.cli", "run", env=env, stderr=asyncio.subprocess.DEVNULL)
     try:
         ready = await wait_ready(f"http://127.0.0.1:{port}/readyz")
         gateway_ready = await wait_ready(
@@ -93,11 +96,11 @@ async def test_trygg_run_restarts_a_gateway_that_dies(broker: Broker, tmp_path: 
         (second_gateway,) = children_of(service.pid)
     finally:
         service.send_signal(signal.SIGTERM)
-        code = service.wait(20)
+        code = await asyncio.wait_for(service.wait(), 20)
 
     assert ready["ready"] is True
     assert gateway_ready["ready"] is True
     assert answer.snu == 0
     assert second_gateway != first_gateway
     assert code == 0
-    assert not Path(f"/proc/{second_gateway}").exists()  # stopped with its parent
+    assert not process_exists(second_gateway)  # stopped with its parent

@@ -345,6 +345,17 @@ def test_a_spent_time_budget_leaves_the_rest_for_the_next_transaction(
     assert len(alarms(db)) == 2
 
 
+def test_press_and_check_in_in_one_batch_put_the_alarm_on_site_without_a_call_out(
+        db: Database, clock: FakeClock) -> None:
+    out = deliver(db, clock, event(EventKind.ALARM), event(EventKind.CHECK_IN))
+
+    alarm = only_alarm(db)
+    assert out.failed_events == 0
+    assert alarm["state"] == "on_site"
+    assert "call_out" not in actions(alarm)
+    assert outbox_topics(db) == []
+
+
 def test_processed_events_are_not_applied_twice(db: Database, clock: FakeClock) -> None:
     deliver(db, clock, event(EventKind.ALARM))
 

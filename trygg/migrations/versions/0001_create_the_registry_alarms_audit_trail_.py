@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-22 07:32:19.561432
+Create Date: 2026-11-22 08:17:58.334126
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('device_events', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_device_events_cid'), ['cid'], unique=False)
-        batch_op.create_index(batch_op.f('ix_device_events_processed_at'), ['processed_at'], unique=False)
+        batch_op.create_index('ix_device_events_inbox', ['id'], unique=False, sqlite_where=sa.text('processed_at IS NULL'), postgresql_where=sa.text('processed_at IS NULL'))
 
     op.create_table('device_links',
     sa.Column('cid', sa.String(length=32), nullable=False),
@@ -65,7 +65,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('outbox', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_outbox_sent_at'), ['sent_at'], unique=False)
+        batch_op.create_index('ix_outbox_unsent', ['id'], unique=False, sqlite_where=sa.text('sent_at IS NULL'), postgresql_where=sa.text('sent_at IS NULL'))
 
     op.create_table('providers',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -254,12 +254,12 @@ def downgrade() -> None:
     op.drop_table('users')
     op.drop_table('providers')
     with op.batch_alter_table('outbox', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_outbox_sent_at'))
+        batch_op.drop_index('ix_outbox_unsent', sqlite_where=sa.text('sent_at IS NULL'), postgresql_where=sa.text('sent_at IS NULL'))
 
     op.drop_table('outbox')
     op.drop_table('device_links')
     with op.batch_alter_table('device_events', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_device_events_processed_at'))
+        batch_op.drop_index('ix_device_events_inbox', sqlite_where=sa.text('processed_at IS NULL'), postgresql_where=sa.text('processed_at IS NULL'))
         batch_op.drop_index(batch_op.f('ix_device_events_cid'))
 
     op.drop_table('device_events')

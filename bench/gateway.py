@@ -109,8 +109,11 @@ async def _main(spec: GatewaySpec, conn: Connection) -> None:
     else:
         # As `trygg run` runs the product: this process is the gateway role, and the
         # dispatch role (migrations, registry, alarms) is a process of its own beside it.
-        dispatch = _start_dispatch(spec)
+        dispatch, dispatch_port = _start_dispatch(spec)
         try:
+            # As `trygg run` does: the gateway starts once dispatch has migrated the schema
+            # and seeded the registry (one long transaction the gateway would wait behind).
+            await _wait_ready(dispatch_port, dispatch)
             async with Service(settings, roles={Role.GATEWAY}) as service:
                 await _serve(conn, service.wait())
         finally:
@@ -119,13 +122,33 @@ async def _main(spec: GatewaySpec, conn: Connection) -> None:
     conn.send(("stopped", None))
 
 
-def _start_dispatch(spec: GatewaySpec) -> subprocess.Popen[bytes]:
+def _start_dispatch(spec: GatewaySpec) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
     env = {**os.environ, "TRYGG_MQTT_URL": spec.mqtt_url, "TRYGG_MQTT_TOPIC_ROOT": spec.root,
            "TRYGG_DATABASE_URL": spec.database_url, "TRYGG_CONFIG": str(spec.config),
-           "TRYGG_HTTP_PORT": str(free_port()), "TRYGG_LOG_LEVEL": spec.log_level}
+           "TRYGG_HTTP_PORT": str(port), "TRYGG_LOG_LEVEL": spec.log_level}
     log = spec.log_path.with_suffix(".dispatch.log").open("w", encoding="utf-8")
-    return subprocess.Popen([sys.executable, "-m", "trygg.cli", "run", "--role", "dispatch"],
+    proc = subprocess.Popen([sys.executable, "-m", "trygg.cli", "run", "--role", "dispatch"],
                             env=env, stdout=log, stderr=log)
+    return proc, port
+
+
+async def _wait_ready(port: int, proc: subprocess.Popen[bytes], timeout_s: float = 120) -> None:
+    import httpx
+
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    async with httpx.AsyncClient(timeout=2) as client:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"the dispatch process exited with {proc.returncode}")
+            try:
+                if (await client.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError("dispatch did not become ready")
+            await asyncio.sleep(0.1)
 
 
 class _IngestOnly:

@@ -10,6 +10,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
 from dispatch.models import Alarm, AlarmState
+from gateway.store import DeviceEventRow
 from trygg.db import Database
 
 ALARMS_RECEIVED = Counter("trygg_alarms_received_total", "New alarms, by routing reason",
@@ -32,6 +33,12 @@ class AlarmStateCollector(Collector):
         with self.db.sessions() as session:
             counts = dict(session.execute(
                 select(Alarm.state, func.count()).group_by(Alarm.state)).all())
+            backlog = session.execute(select(func.count()).select_from(DeviceEventRow).where(
+                DeviceEventRow.processed_at.is_(None))).scalar_one()
         for state in AlarmState:
             family.add_metric([state.value], counts.get(state.value, 0))
         yield family
+        # Stored and answered, not yet applied: alarms not yet on the operators' screens.
+        yield GaugeMetricFamily("trygg_inbox_backlog",
+                                "Device events stored but not yet applied by dispatch",
+                                value=backlog)

@@ -77,10 +77,12 @@ class Outcome:
 # -- device events -------------------------------------------------------------------
 
 
-PROCESS_BATCH = 100
+# Events per transaction: about what fits in the budget, so the lookups made for a batch
+# are used rather than made again by the next one.
+PROCESS_BATCH = 25
 # A background transaction must not hold the single writer for long: devices are waiting
 # behind it for their answers. Events left over go in the next transaction.
-PROCESS_BUDGET_S = 0.02
+PROCESS_BUDGET_S = 0.01
 AWAITING_CHECK_IN = (AlarmState.RECEIVED, AlarmState.CALLED_OUT, AlarmState.ACCEPTED)
 
 

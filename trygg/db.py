@@ -23,12 +23,20 @@ from datetime import UTC, datetime
 from enum import IntEnum
 from typing import Any, TypeVar
 
+import structlog
+from prometheus_client import Histogram
 from sqlalchemy import DateTime, Engine, create_engine, event
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
 T = TypeVar("T")
+log = structlog.get_logger(__name__)
+LOCK_WAIT = Histogram(
+    "trygg_db_write_lock_wait_seconds",
+    "Time a write transaction waited for SQLite's write lock (another process held it)",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0),
+)
 
 
 class Base(DeclarativeBase):
@@ -78,10 +86,15 @@ def _begin_immediate(conn: Any) -> None:
     and longer (up to 100 ms a try), so a writer in another process that commits back
     to back would starve it; the gateway must get the lock the moment it is free.
     """
-    deadline = time.monotonic() + WRITE_LOCK_WAIT_S
+    started = time.monotonic()
+    deadline = started + WRITE_LOCK_WAIT_S
     while True:
         try:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
+            waited = time.monotonic() - started
+            LOCK_WAIT.observe(waited)
+            if waited > 0.05:
+                log.warning("db_write_lock_wait", waited_ms=round(waited * 1000))
             return
         except OperationalError as exc:
             if "locked" not in str(exc.orig) or time.monotonic() > deadline:

@@ -27,7 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from devices.events import DeviceEvent, EventKind
+from devices.events import DeviceEvent
 from trygg.db import Base, UTCDateTime
 
 
@@ -59,21 +59,6 @@ class DeviceEventRow(Base):
               sqlite_where=text("processed_at IS NULL"),
               postgresql_where=text("processed_at IS NULL")),
     )
-
-    def to_event(self) -> DeviceEvent:
-        return DeviceEvent(
-            kind=EventKind(self.kind),
-            protocol=self.protocol,
-            cid=self.cid,
-            ref=self.ref,
-            device_type=self.device_type,
-            device_id=self.device_id,
-            component=self.component,
-            status_code=self.status_code,
-            priority=self.priority,
-            location_code=self.location_code,
-            staff_id=self.staff_id,
-        )
 
 
 class DeviceLink(Base):

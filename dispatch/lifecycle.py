@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from devices.errors import TryggError
-from dispatch.models import OPEN_STATES, Alarm, AlarmLogEntry, AlarmState
+from dispatch.models import AWAITING_CHECK_IN, OPEN_STATES, Alarm, AlarmLogEntry, AlarmState
 
 S = AlarmState
 
@@ -84,7 +84,7 @@ def accept(alarm: Alarm, responder: str, at: datetime, actor: str) -> None:
 
 def check_in(alarm: Alarm, at: datetime, cid: str) -> None:
     """Staff pressed yellow then green: on site. Stops the arrival clock."""
-    _require(alarm, "check in", (S.RECEIVED, S.CALLED_OUT, S.ACCEPTED))
+    _require(alarm, "check in", AWAITING_CHECK_IN)
     alarm.on_site_at = at
     _log(alarm, "check_in", at, f"device:{cid}", None, S.ON_SITE)
 
@@ -121,7 +121,7 @@ def close_by_phone(alarm: Alarm, reason: str, at: datetime, actor: str) -> None:
 
 def remind(alarm: Alarm, at: datetime) -> bool:
     """No check-in yet: record a reminder. Returns False when the alarm no longer needs one."""
-    if alarm.state not in (S.RECEIVED, S.CALLED_OUT, S.ACCEPTED):
+    if alarm.state not in AWAITING_CHECK_IN:
         return False
     alarm.reminded_at = at
     alarm.reminder_count += 1

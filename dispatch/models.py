@@ -25,6 +25,9 @@ class AlarmState(StrEnum):
     CLOSED = "closed"
 
 
+# Open, and nobody on site yet: the 30-minute clock runs and reminders fire.
+AWAITING_CHECK_IN = (AlarmState.RECEIVED, AlarmState.CALLED_OUT, AlarmState.ACCEPTED)
+
 OPEN_STATES = (
     AlarmState.RECEIVED,
     AlarmState.CALLED_OUT,

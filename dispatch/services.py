@@ -25,6 +25,7 @@ from devices.events import EventKind
 from dispatch import lifecycle
 from dispatch.config import Shifts, Timers
 from dispatch.models import (
+    AWAITING_CHECK_IN,
     OPEN_STATES,
     Alarm,
     AlarmState,
@@ -83,7 +84,6 @@ PROCESS_BATCH = 25
 # A background transaction must not hold the single writer for long: devices are waiting
 # behind it for their answers. Events left over go in the next transaction.
 PROCESS_BUDGET_S = 0.01
-AWAITING_CHECK_IN = (AlarmState.RECEIVED, AlarmState.CALLED_OUT, AlarmState.ACCEPTED)
 
 
 def process_pending(session: Session, now: datetime, rules: DispatchRules,
@@ -135,9 +135,9 @@ class _Batch:
             # the trail is not loaded just to add one entry (a unit that keeps pressing
             # has a long one). The appended entries are inserted as usual.
             set_committed_value(alarm, "log", [])
-        # Only a press with no open alarm needs routing, and so the registry.
-        to_route = {row.cid for row in rows
-                    if row.kind == EventKind.ALARM and row.cid not in self.open}
+        # Only a press may need routing, and so the registry: every press, since a
+        # check-out earlier in the same batch can close the alarm it would repeat.
+        to_route = {row.cid for row in rows if row.kind == EventKind.ALARM}
         self.devices: dict[str, Device] = {
             device.cid: device for device in session.execute(
                 select(Device).where(Device.cid.in_(to_route)).options(
@@ -153,9 +153,14 @@ class _Batch:
             return
         self.session.flush()
         for alarm in self.created:
-            # Staff may have checked in within the same batch: nobody to call then.
-            if alarm.team_code is not None and alarm.state == AlarmState.RECEIVED:
+            if alarm.state != AlarmState.RECEIVED:
+                pass  # staff checked in within the same batch: nobody to call
+            elif alarm.team_code is not None:
                 _call_out(self.session, alarm, now, "system", rules)
+            else:
+                # Nobody to call out (unknown unit, no team): the operator must act, and
+                # is reminded like anyone else if nobody has checked in after 30 minutes.
+                _schedule_reminder(self.session, alarm, alarm.received_at, rules)
             out.touch(alarm.id)
             log.info("alarm_received", alarm_id=alarm.id, cid=alarm.cid,
                      route=alarm.route_reason, team=alarm.team_code)
@@ -212,11 +217,32 @@ def _apply_rows(session: Session, rows: Sequence[Any], now: datetime,
                 session.execute(update(DeviceEventRow).where(DeviceEventRow.id == row.id)
                                 .values(process_error=f"{type(exc).__name__}: {exc}"[:1000]))
                 out.failed_events += 1
-                log.exception("event_processing_failed", event_id=row.id, cid=row.cid)
+                log.error("event_processing_failed", event_id=row.id, cid=row.cid,
+                          error=type(exc).__name__)
+                if row.kind == EventKind.ALARM:
+                    out.touch(_fallback_alarm(session, row, rules))
                 batch = _Batch(session, rows)  # what the failed event touched is undone
         out.processed += 1
     batch.finish(now, rules, out)
     return out
+
+
+def _fallback_alarm(session: Session, row: Any, rules: DispatchRules) -> int | None:
+    """A press that could not be applied still reaches the operators' queue."""
+    try:
+        with session.begin_nested():
+            alarm = Alarm(cid=row.cid, source_event_id=row.id, priority=row.priority,
+                          unknown_device=False, route_reason="processing_error",
+                          call_order=[])
+            session.add(alarm)
+            lifecycle.receive(alarm, row.received_at, f"device:{row.cid}")
+            session.flush()
+            _schedule_reminder(session, alarm, row.received_at, rules)
+            return alarm.id
+    except Exception as exc:
+        log.error("fallback_alarm_failed", event_id=row.id, cid=row.cid,
+                  error=type(exc).__name__)
+        return None
 
 
 def _apply(batch: _Batch, row: Any, now: datetime, rules: DispatchRules,
@@ -276,6 +302,8 @@ def _on_presence(batch: _Batch, row: Any, kind: EventKind,
     alarm = batch.open.get(row.cid)
     if kind is EventKind.CHECK_IN and alarm is not None and alarm.state not in AWAITING_CHECK_IN:
         alarm = None  # already on site: a second check-in is only recorded
+    if alarm is not None and alarm.id is None:
+        session.flush()  # pressed in this same batch: the record needs its id
     session.add(PresenceRecord(cid=row.cid, kind=kind.value, at=at,
                                alarm_id=alarm.id if alarm else None, event_id=row.id))
     if alarm is None:
@@ -319,6 +347,9 @@ def accept(session: Session, alarm_id: int, responder: str, actor: str, now: dat
     had_call_out = alarm.called_out_at is not None
     lifecycle.accept(alarm, responder, now, actor)
     if not had_call_out:
+        # The operator phoned someone directly: the 30 minutes start now, replacing the
+        # reminder that ran from the alarm's arrival.
+        _cancel_deadlines(session, alarm.id, now)
         _schedule_reminder(session, alarm, now, rules)
     return alarm
 

@@ -9,10 +9,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from dispatch.models import Alarm, AlarmState
+from dispatch.models import AWAITING_CHECK_IN, Alarm, AlarmState
 
 MASK = "Skyddad identitet"
-AWAITING_CHECK_IN = (AlarmState.RECEIVED, AlarmState.CALLED_OUT, AlarmState.ACCEPTED)
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -92,6 +92,11 @@ class Ingest:
                         cid=topic_cid, ref=err.ref, snu=int(err.status))
             self._answer(topic_cid, scaip.error_response(err), started=None)
             return
+        except Exception as exc:  # a codec bug must not take the broker link down
+            REJECTIONS.labels("internal_error").inc()
+            log.error("frame_decode_failed", cid=topic_cid, error=type(exc).__name__)
+            self._answer(topic_cid, ScaipResponse(ref=None, snu=Snu.UNDEFINED), started=None)
+            return
         self._queue.put_nowait(_Pending(Incoming(event, payload, self.clock.now()), started))
 
     # -- the writer ---------------------------------------------------------------------
@@ -102,20 +107,32 @@ class Ingest:
             batch = [await self._queue.get()]
             while len(batch) < self.max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
-            items = [p.incoming for p in batch]
-            try:
-                results = await self.db.write(partial(append_events, items=items), Lane.DEVICE)
-            except Exception:
-                # Not answered, so the devices resend; the frames are not lost.
-                STORE_FAILURES.inc()
-                log.exception("event_store_failed", batch=len(batch))
-                await asyncio.sleep(0.5)
-                continue
-            BATCH_SIZE.observe(len(batch))
-            if self.on_committed is not None:
-                self.on_committed()
-            for pending, stored in zip(batch, results, strict=True):
-                self._after_commit(pending, stored)
+            committed = await self._commit(batch)
+            if not committed and len(batch) > 1:
+                # One odd frame must not keep every other unit's alarm unanswered: try
+                # each alone, so only what really cannot be stored waits for a resend.
+                for pending in batch:
+                    committed += await self._commit([pending])
+            if not committed:
+                await asyncio.sleep(0.5)  # the database is down: devices resend meanwhile
+
+    async def _commit(self, batch: list[_Pending]) -> int:
+        """Store and answer a batch; on failure answer nothing, so the devices resend."""
+        items = [p.incoming for p in batch]
+        try:
+            results = await self.db.write(partial(append_events, items=items), Lane.DEVICE)
+        except Exception as exc:
+            STORE_FAILURES.inc()
+            # The error's class only: its text can quote the stored values.
+            log.error("event_store_failed", batch=len(batch), error=type(exc).__name__,
+                      cids=sorted({i.event.cid for i in items})[:20])
+            return 0
+        BATCH_SIZE.observe(len(batch))
+        if self.on_committed is not None:
+            self.on_committed()
+        for pending, stored in zip(batch, results, strict=True):
+            self._after_commit(pending, stored)
+        return len(batch)
 
     def _after_commit(self, pending: _Pending, stored: Stored) -> None:
         event = pending.incoming.event

@@ -131,6 +131,16 @@ def _link_upsert(dialect: ModuleType) -> Any:
 _UPSERT_LINK = {"sqlite": _link_upsert(sqlite), "postgresql": _link_upsert(postgresql)}
 
 
+def _clip(value: str | None, column: str) -> str | None:
+    """Cut a free device field to its column: an odd unit's long component or location
+    must neither be refused (it may be an alarm) nor fail the whole batch of other units'
+    alarms on a database that enforces lengths (PostgreSQL does, SQLite does not)."""
+    if value is None:
+        return None
+    length = _EVENTS.c[column].type.length  # type: ignore[attr-defined]
+    return value[:length]
+
+
 def _row_values(item: Incoming, key: str) -> dict[str, object]:
     e = item.event
     return {
@@ -139,13 +149,13 @@ def _row_values(item: Incoming, key: str) -> dict[str, object]:
         "cid": e.cid,
         "ref": e.ref,
         "kind": e.kind.value,
-        "device_type": e.device_type,
-        "device_id": e.device_id,
-        "component": e.component,
-        "status_code": e.status_code,
+        "device_type": _clip(e.device_type, "device_type"),
+        "device_id": _clip(e.device_id, "device_id"),
+        "component": _clip(e.component, "component"),
+        "status_code": _clip(e.status_code, "status_code"),
         "priority": e.priority,
-        "location_code": e.location_code,
-        "staff_id": e.staff_id,
+        "location_code": _clip(e.location_code, "location_code"),
+        "staff_id": _clip(e.staff_id, "staff_id"),
         "payload": item.payload.decode("utf-8", errors="replace"),
         "received_at": item.received_at,
     }

@@ -61,6 +61,9 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 def make_engine(url: str, *, for_writes: bool = False, **kwargs: Any) -> Engine:
+    # Error messages would otherwise quote the statement's parameters: names, personal
+    # numbers and addresses would reach the logs.
+    kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False}, **kwargs)
         # Writers wait for the lock in _begin_immediate, readers in SQLite's handler.

@@ -8,10 +8,13 @@
   migrates the schema and seeds an empty registry.
 
 Both in one process is simplest (tests, `trygg run --single-process`); as two processes
-each has its own interpreter lock, and a fault in dispatch cannot stop devices being
-answered. Whatever `Service` opens it closes; every background loop is a named task, and
-if one of them dies the service stops loudly instead of limping on without, say, its
-reminder sweep.
+each has its own interpreter lock, and a fault in dispatch's code cannot stop devices
+being answered (under `trygg run` the embedded broker lives in the dispatch process, so
+production points both roles at Mosquitto).
+
+Whatever `Service` opens it closes; every background loop is a named task, and if one
+of them dies the service stops loudly instead of limping on without, say, its reminder
+sweep.
 """
 
 from __future__ import annotations
@@ -140,6 +143,13 @@ class Service:
         self._failed.set()  # any loop ending stops the service
 
     async def __aenter__(self) -> Service:
+        try:
+            return await self._start()
+        except BaseException:
+            await self.__aexit__(None, None, None)  # close what was opened before failing
+            raise
+
+    async def _start(self) -> Service:
         dispatch, gateway = Role.DISPATCH in self.roles, Role.GATEWAY in self.roles
         if dispatch:
             await asyncio.to_thread(upgrade, self.db.engine)
@@ -161,7 +171,10 @@ class Service:
                             "trygg.dispatch.timers")
             self._spawn(self.dispatcher.run_outbox(), "trygg.dispatch.outbox")
         self._spawn(self.server.serve(), "trygg.http")
-        await self.link.wait_connected(timeout_s=30)
+        if gateway:
+            # Without the broker the gateway is useless; dispatch is not (the dashboard,
+            # reminders and the inbox go on, and the team outbox waits for the link).
+            await self.link.wait_connected(timeout_s=30)
         while not self.server.started:
             if self._failed.is_set():
                 raise RuntimeError("the service failed while starting; see the log")
@@ -196,5 +209,6 @@ class Service:
         await self._stack.aclose()
         if self._collector is not None:
             REGISTRY.unregister(self._collector)
+            self._collector = None
         self.db.close()
         log.info("service_stopped")

@@ -57,16 +57,23 @@ class GatewayProcess:
         log.info("gateway_process_started", pid=self._proc.pid, http_port=self.http_port)
 
     async def _watch(self) -> None:
+        delay = self.restart_after_s
         while True:
-            assert self._proc is not None
-            code = await self._proc.wait()
-            if self._stopping:
-                return
-            # Devices resend until answered, so a restarted gateway loses nothing.
-            log.error("gateway_process_exited", pid=self._proc.pid, returncode=code,
-                      restart_in_s=self.restart_after_s)
-            await asyncio.sleep(self.restart_after_s)
-            await self._start()
+            if self._proc is not None:
+                code = await self._proc.wait()
+                if self._stopping:
+                    return
+                # Devices resend until answered, so a restarted gateway loses nothing.
+                log.error("gateway_process_exited", pid=self._proc.pid, returncode=code,
+                          restart_in_s=delay)
+            await asyncio.sleep(delay)
+            try:
+                await self._start()
+                delay = self.restart_after_s
+            except OSError as exc:  # could not even start it: keep trying, less often
+                self._proc = None
+                delay = min(delay * 2, 30.0)
+                log.error("gateway_process_start_failed", error=str(exc), retry_in_s=delay)
 
     async def __aenter__(self) -> GatewayProcess:
         await self._start()

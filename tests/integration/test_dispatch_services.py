@@ -836,3 +836,57 @@ def test_outbox_hands_out_at_most_the_limit(db: Database, clock: FakeClock) -> N
     batch = db.transaction(lambda s: services.pending_outbox(s, limit=1))
 
     assert [topic for _, topic, _ in batch] == ["trygg/v1/team/solrosen-kungsangen/callout"]
+
+
+# -- found in review -------------------------------------------------------------------
+
+
+def test_press_after_a_check_out_in_the_same_batch_is_routed_to_the_team(
+        db: Database, clock: FakeClock) -> None:
+    deliver(db, clock, event(EventKind.ALARM))
+    deliver(db, clock, event(EventKind.CHECK_IN))
+
+    deliver(db, clock, event(EventKind.CHECK_OUT), event(EventKind.ALARM))
+
+    newest = max(alarms(db), key=lambda a: a["id"])
+    assert newest["state"] == "called_out"
+    assert newest["unknown_device"] is False
+    assert newest["team"]["code"] == "solrosen-kungsangen"
+
+
+def test_alarm_nobody_is_called_out_for_is_reminded_after_30_minutes(
+        db: Database, clock: FakeClock) -> None:
+    deliver(db, clock, event(EventKind.ALARM, cid="424242"))  # nobody registered it
+    clock.advance(minutes(29, 59))
+    early = sweep(db, clock)
+    clock.advance(minutes(0, 1))
+
+    due = sweep(db, clock)
+
+    assert early.reminders == 0
+    assert due.reminders == 1
+    assert only_alarm(db)["reminder_count"] == 1
+
+
+def test_press_that_cannot_be_applied_still_reaches_the_queue(
+        db: Database, clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken_route(**_: Any) -> Any:
+        raise RuntimeError("routing bug")
+
+    monkeypatch.setattr(services, "route", broken_route)
+
+    out = deliver(db, clock, event(EventKind.ALARM))
+
+    alarm = only_alarm(db)
+    assert out.failed_events == 1
+    assert alarm["state"] == "received"
+    assert alarm["route_reason"] == "processing_error"
+    assert alarm["deadline_at"] == (T0 + minutes(30)).isoformat()
+
+
+def test_check_in_pressed_in_the_same_batch_as_the_alarm_links_its_record(
+        db: Database, clock: FakeClock) -> None:
+    deliver(db, clock, event(EventKind.ALARM), event(EventKind.CHECK_IN))
+
+    records = db.transaction(lambda s: s.execute(select(PresenceRecord)).scalars().all())
+    assert [r.alarm_id for r in records] == [only_alarm(db)["id"]]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
@@ -170,3 +171,41 @@ async def test_gateway_reconnects_after_the_broker_restarts(tmp_path: Path) -> N
             assert stored_events(service, "100001") == 1
     finally:
         await service_cm.__aexit__(None, None, None)
+
+
+async def test_long_free_fields_are_stored_clipped_not_refused(
+        broker: Broker, database_url: str) -> None:
+    settings = test_settings(broker, database_url)
+    async with running_service(settings) as service, RawDevice(
+            broker, settings.mqtt_topic_root, "100001") as device:
+        await device.send(b"<mrq><ref>L1</ref><cid>100001</cid><dty>0003</dty>"
+                          b"<lco>123456789012</lco><did>" + b"p" * 80 + b"</did></mrq>")
+        answer = scaip.decode_response(await device.answer())
+        row = service.db.transaction(lambda s: s.execute(select(DeviceEventRow)).scalar_one())
+
+        assert answer.snu == 0
+        assert (row.location_code, row.device_id) == ("12345678", "p" * 64)
+
+
+async def test_a_frame_that_cannot_be_stored_does_not_hold_up_other_units(
+        broker: Broker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import gateway.ingest
+    from gateway.store import append_events
+
+    def refuse_one_unit(session: object, items: list[Any]) -> Any:
+        if any(item.event.cid == "100002" for item in items):
+            raise RuntimeError("cannot store this one")
+        return append_events(session, items)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(gateway.ingest, "append_events", refuse_one_unit)
+    settings = test_settings(broker, f"sqlite:///{tmp_path / 't.db'}")
+    async with running_service(settings), RawDevice(
+            broker, settings.mqtt_topic_root, "100001") as good, RawDevice(
+            broker, settings.mqtt_topic_root, "100002") as bad:
+        await bad.send(b"<mrq><ref>B1</ref><cid>100002</cid><dty>0003</dty></mrq>")
+        await good.send(ALARM)
+        answer = scaip.decode_response(await good.answer())
+
+        assert answer.snu == 0
+        with pytest.raises(TimeoutError):
+            await bad.answer(timeout_s=1.0)  # unanswered: the unit resends

@@ -135,14 +135,12 @@ class _Batch:
             # the trail is not loaded just to add one entry (a unit that keeps pressing
             # has a long one). The appended entries are inserted as usual.
             set_committed_value(alarm, "log", [])
-        # Only a press may need routing, and so the registry: every press, since a
-        # check-out earlier in the same batch can close the alarm it would repeat.
-        to_route = {row.cid for row in rows if row.kind == EventKind.ALARM}
-        self.devices: dict[str, Device] = {
-            device.cid: device for device in session.execute(
-                select(Device).where(Device.cid.in_(to_route)).options(
-                    selectinload(Device.site).selectinload(Site.customer)
-                    .selectinload(Customer.day_provider))).scalars()} if to_route else {}
+        # Only a press with no open alarm needs routing, and so the registry; a press after
+        # a check-out in the same batch is looked up when it comes (`device`).
+        to_route = {row.cid for row in rows
+                    if row.kind == EventKind.ALARM and row.cid not in self.open}
+        self.devices: dict[str, Device | None] = dict.fromkeys(to_route)
+        self.devices.update(self._load_devices(to_route))
         self.directory = _RememberingDirectory(SqlTeamDirectory(session))
         self._teams: dict[int, Team] = {}
         self.created: list[Alarm] = []  # new alarms, called out together in finish()
@@ -165,6 +163,19 @@ class _Batch:
             log.info("alarm_received", alarm_id=alarm.id, cid=alarm.cid,
                      route=alarm.route_reason, team=alarm.team_code)
         self.created.clear()
+
+    def _load_devices(self, cids: set[str]) -> dict[str, Device]:
+        if not cids:
+            return {}
+        return {device.cid: device for device in self.session.execute(
+            select(Device).where(Device.cid.in_(cids)).options(
+                selectinload(Device.site).selectinload(Site.customer)
+                .selectinload(Customer.day_provider))).scalars()}
+
+    def device(self, cid: str) -> Device | None:
+        if cid not in self.devices:
+            self.devices[cid] = self._load_devices({cid}).get(cid)
+        return self.devices[cid]
 
     def team(self, team_id: int) -> Team:
         if team_id not in self._teams:
@@ -269,7 +280,7 @@ def _on_alarm(batch: _Batch, row: Any, now: datetime, rules: DispatchRules,
         existing.priority = max(existing.priority, row.priority)
         out.touch(existing.id)
         return
-    device = batch.devices.get(row.cid)
+    device = batch.device(row.cid)
     site = device.site if device else None
     customer = site.customer if site else None
     decision = route(

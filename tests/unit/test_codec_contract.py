@@ -40,6 +40,10 @@ SAMPLES = {
 GARBAGE = [b"", b"\x00", b"\xff\xfe\xfd", b"hello", b"<", b"<x/>", b"\n\r" * 50, b"A" * 100_000]
 
 codecs = pytest.mark.parametrize("codec", list(CODECS.values()), ids=lambda c: c.name)
+# Codecs whose devices read our answers (a receiver's ACK/NAK, a unit's <mrs>).
+answered = pytest.mark.parametrize(
+    "codec", [c for c in CODECS.values() if SAMPLES.get(c.name) is not None
+              and SAMPLES[c.name].read_answer is not None], ids=lambda c: c.name)
 
 
 def sample_of(codec: Codec) -> Sample:
@@ -80,20 +84,18 @@ def test_garbage_raises_frame_error_with_a_reason(codec: Codec, garbage: bytes) 
     assert info.value.reason
 
 
-@codecs
+@answered
 def test_ok_answer_is_read_by_the_device_as_accepted(codec: Codec) -> None:
     sample = sample_of(codec)
-    if sample.read_answer is None:
-        pytest.skip(f"{codec.name} devices read no answers")
+    assert sample.read_answer is not None
 
     assert sample.read_answer(codec.encode_ok(sample.ref)) == (sample.ref, True)
 
 
-@codecs
+@answered
 def test_error_answer_is_read_by_the_device_as_not_accepted(codec: Codec) -> None:
     sample = sample_of(codec)
-    if sample.read_answer is None:
-        pytest.skip(f"{codec.name} devices read no answers")
+    assert sample.read_answer is not None
     with pytest.raises(FrameError) as info:
         codec.decode(sample.frame[:-1])
 
@@ -102,11 +104,10 @@ def test_error_answer_is_read_by_the_device_as_not_accepted(codec: Codec) -> Non
     assert accepted is False
 
 
-@codecs
+@answered
 def test_error_answer_to_another_codecs_error_is_read_as_not_accepted(codec: Codec) -> None:
     sample = sample_of(codec)
-    if sample.read_answer is None:
-        pytest.skip(f"{codec.name} devices read no answers")
+    assert sample.read_answer is not None
 
     _, accepted = sample.read_answer(codec.encode_error(FrameError("bad_crc", "CRC mismatch")))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 from prometheus_client import Counter
 from prometheus_client.core import GaugeMetricFamily
@@ -22,6 +23,11 @@ TRANSITIONS = Counter("trygg_alarm_transitions_total", "Operator actions on alar
                       ["action"])
 
 
+def _aware(value: datetime) -> datetime:
+    # func.min bypasses the column type on SQLite: the value may come back naive UTC.
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
 class AlarmStateCollector(Collector):
     """`trygg_alarms{state}`: counted in the database at scrape time, so never stale."""
 
@@ -33,8 +39,9 @@ class AlarmStateCollector(Collector):
         with self.db.sessions() as session:
             counts = dict(session.execute(
                 select(Alarm.state, func.count()).group_by(Alarm.state)).all())
-            backlog = session.execute(select(func.count()).select_from(DeviceEventRow).where(
-                DeviceEventRow.processed_at.is_(None))).scalar_one()
+            backlog, oldest = session.execute(
+                select(func.count(), func.min(DeviceEventRow.received_at))
+                .where(DeviceEventRow.processed_at.is_(None))).one()
         for state in AlarmState:
             family.add_metric([state.value], counts.get(state.value, 0))
         yield family
@@ -42,3 +49,8 @@ class AlarmStateCollector(Collector):
         yield GaugeMetricFamily("trygg_inbox_backlog",
                                 "Device events stored but not yet applied by dispatch",
                                 value=backlog)
+        # A stuck head of the inbox shows here even when only a few events wait behind it.
+        age = 0.0 if oldest is None else (datetime.now(UTC) - _aware(oldest)).total_seconds()
+        yield GaugeMetricFamily("trygg_inbox_oldest_age_seconds",
+                                "Age of the oldest device event dispatch has not applied",
+                                value=max(age, 0.0))

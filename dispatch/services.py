@@ -405,6 +405,9 @@ def _cancel_deadlines(session: Session, alarm_id: int, now: datetime) -> None:
     )
 
 
+FIRE_BATCH = 200
+
+
 def fire_due(session: Session, now: datetime, rules: DispatchRules) -> Outcome:
     """Fire every deadline that is due, once. After a crash, overdue ones fire now.
 
@@ -416,6 +419,7 @@ def fire_due(session: Session, now: datetime, rules: DispatchRules) -> Outcome:
         .where(Deadline.fired_at.is_(None), Deadline.cancelled_at.is_(None),
                Deadline.due_at <= now)
         .order_by(Deadline.due_at)
+        .limit(FIRE_BATCH)  # after an outage the rest fire on the next sweep, a second on
     )
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)

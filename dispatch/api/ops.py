@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Response, status
@@ -38,4 +39,7 @@ async def readyz(state: OpsStateDep, response: Response) -> dict[str, Any]:
 
 @router.get("/metrics")
 async def metrics() -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    # Off the event loop: the alarm counts are database queries, and under `trygg run`
+    # this loop also carries the embedded broker.
+    body = await asyncio.to_thread(generate_latest)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -58,6 +58,7 @@ async def test_every_api_route_needs_a_valid_token_but_health_and_metrics_do_not
         assert ready.json() == {"ready": True, "checks": {"database": True, "mqtt": True}}
         assert "trygg_alarms{state=\"received\"}" in metrics.text
         assert "trygg_inbox_backlog 0.0" in metrics.text
+        assert "trygg_inbox_oldest_age_seconds 0.0" in metrics.text
         assert "/api/alarms/{alarm_id}/accept" in spec["paths"]
         await anonymous.aclose()
         await wrong.aclose()

@@ -890,3 +890,29 @@ def test_check_in_pressed_in_the_same_batch_as_the_alarm_links_its_record(
 
     records = db.transaction(lambda s: s.execute(select(PresenceRecord)).scalars().all())
     assert [r.alarm_id for r in records] == [only_alarm(db)["id"]]
+
+
+def test_inbox_metrics_show_events_waiting_and_how_long_the_oldest_has(
+        db: Database, clock: FakeClock) -> None:
+    from dispatch.metrics import AlarmStateCollector
+
+    store(db, clock, event(EventKind.ALARM), event(EventKind.CHECK_IN))
+
+    families = {f.name: f.samples[0].value for f in AlarmStateCollector(db).collect()
+                if f.name.startswith("trygg_inbox")}
+    assert families["trygg_inbox_backlog"] == 2
+    assert families["trygg_inbox_oldest_age_seconds"] > 0
+
+
+def test_a_pile_of_overdue_reminders_fires_over_several_sweeps_each_once(
+        db: Database, clock: FakeClock) -> None:
+    units = [str(700000 + n) for n in range(services.FIRE_BATCH + 20)]  # all unknown
+    store(db, clock, *(event(EventKind.ALARM, cid=cid) for cid in units))
+    while process(db, clock).more:
+        pass
+    clock.advance(minutes(45))
+
+    first, second, third = sweep(db, clock), sweep(db, clock), sweep(db, clock)
+
+    assert (first.reminders, second.reminders, third.reminders) == (services.FIRE_BATCH, 20, 0)
+    assert {a["reminder_count"] for a in alarms(db)} == {1}

@@ -86,6 +86,12 @@ PROCESS_BATCH = 25
 PROCESS_BUDGET_S = 0.01
 
 
+def has_pending(session: Session) -> bool:
+    """A read, through the inbox's partial index: is there anything for dispatch to do?"""
+    return session.execute(select(DeviceEventRow.id).where(
+        DeviceEventRow.processed_at.is_(None)).limit(1)).first() is not None
+
+
 def process_pending(session: Session, now: datetime, rules: DispatchRules,
                     limit: int = PROCESS_BATCH,
                     budget_s: float = PROCESS_BUDGET_S) -> Outcome:
@@ -408,8 +414,15 @@ def _cancel_deadlines(session: Session, alarm_id: int, now: datetime) -> None:
 FIRE_BATCH = 200
 
 
+def has_due(session: Session, now: datetime) -> bool:
+    """A read: is any deadline due? (Most sweeps find none.)"""
+    return session.execute(select(Deadline.id).where(
+        Deadline.fired_at.is_(None), Deadline.cancelled_at.is_(None),
+        Deadline.due_at <= now).limit(1)).first() is not None
+
+
 def fire_due(session: Session, now: datetime, rules: DispatchRules) -> Outcome:
-    """Fire every deadline that is due, once. After a crash, overdue ones fire now.
+    """Fire due deadlines, once each, up to FIRE_BATCH. After a crash, overdue ones fire now.
 
     A reminder that fires schedules the next one a full interval after *now*, so an
     alarm left unattended keeps reminding, but a long outage does not fire a burst.

@@ -4,7 +4,8 @@ Frames are decoded on arrival and queued; one writer commits whatever has queued
 a single transaction (group commit, so a burst of alarms costs one fsync, not hundreds),
 and after the commit each device gets its `<mrs>`. A frame that cannot be decoded is
 answered at once with the SCAIP error status: there is nothing to store. If a commit
-fails nothing is answered, and the devices resend.
+fails, the batch is tried frame by frame so one bad frame holds up no other unit; what
+still cannot be stored is not answered, and its device resends.
 """
 
 from __future__ import annotations

@@ -38,8 +38,8 @@ def bench_cids(n: int) -> list[str]:
 
 def write_config(path: Path, cids: list[str]) -> None:
     """The shipped areas, providers and teams, and one customer per benchmark unit."""
+    from core.settings import SHIPPED_CONFIG
     from dispatch.config import MunicipalityConfig
-    from trygg.settings import SHIPPED_CONFIG
 
     raw = yaml.safe_load(SHIPPED_CONFIG.read_text(encoding="utf-8"))
     raw["municipality"] = "Benchmark"
@@ -95,9 +95,9 @@ def run(spec: GatewaySpec, conn: Connection) -> None:
 
 
 async def _main(spec: GatewaySpec, conn: Connection) -> None:
-    from trygg.logs import configure_logging
+    from core.logs import configure_logging
+    from core.settings import Settings
     from trygg.runtime import Role, Service
-    from trygg.settings import Settings
 
     configure_logging(spec.log_level)
     settings = Settings(mqtt_url=spec.mqtt_url, mqtt_topic_root=spec.root,
@@ -155,10 +155,10 @@ class _IngestOnly:
     """What `Service` builds for the device side, and nothing else (no dispatch)."""
 
     def __init__(self, settings: Any) -> None:
+        from core.clock import SystemClock
+        from core.db import Database
         from gateway.ingest import Ingest
         from gateway.mqtt import MqttLink
-        from trygg.clock import SystemClock
-        from trygg.db import Database
 
         self.db = Database(settings.database_url)
         target = settings.mqtt
@@ -264,7 +264,7 @@ def check_database(url: str, ref_prefix: str, answered_refs: list[str],
     The load generator sends ref f"{ref_prefix}{i}" from cids[i % len(cids)], so each
     stored row is also checked to carry the cid its ref was sent from.
     """
-    from gateway.store import DeviceEventRow
+    from core.inbox import DeviceEventRow
 
     engine = create_engine(url)
     try:
@@ -299,7 +299,7 @@ def check_database(url: str, ref_prefix: str, answered_refs: list[str],
 
 
 def unprocessed_events(url: str) -> int:
-    from gateway.store import DeviceEventRow
+    from core.inbox import DeviceEventRow
 
     engine = create_engine(url)
     try:

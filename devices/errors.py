@@ -1,15 +1,13 @@
 """Errors raised by codecs.
 
-TryggError
+core.errors.TryggError
  └── FrameError            a frame could not be decoded; `reason` is a metric label
       └── ScaipError       carries the SCAIP `snu` status to answer with, and the `ref` if known
 """
 
 from __future__ import annotations
 
-
-class TryggError(Exception):
-    """Base of every error Trygg raises on purpose."""
+from core.errors import TryggError
 
 
 class FrameError(TryggError):

@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from devices.errors import TryggError
+from core.errors import TryggError
 
 
 class ConfigError(TryggError):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from devices.errors import TryggError
+from core.errors import TryggError
 from dispatch.models import AWAITING_CHECK_IN, OPEN_STATES, Alarm, AlarmLogEntry, AlarmState
 
 S = AlarmState

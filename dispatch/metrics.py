@@ -10,9 +10,9 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
+from core.db import Database
+from core.inbox import inbox_backlog
 from dispatch.models import Alarm, AlarmState
-from gateway.store import DeviceEventRow
-from trygg.db import Database
 
 ALARMS_RECEIVED = Counter("trygg_alarms_received_total", "New alarms, by routing reason",
                           ["route"])
@@ -39,9 +39,7 @@ class AlarmStateCollector(Collector):
         with self.db.sessions() as session:
             counts = dict(session.execute(
                 select(Alarm.state, func.count()).group_by(Alarm.state)).all())
-            backlog, oldest = session.execute(
-                select(func.count(), func.min(DeviceEventRow.received_at))
-                .where(DeviceEventRow.processed_at.is_(None))).one()
+            backlog, oldest = inbox_backlog(session)
         for state in AlarmState:
             family.add_metric([state.value], counts.get(state.value, 0))
         yield family

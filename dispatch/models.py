@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from trygg.db import Base, UTCDateTime
+from core.db import Base, UTCDateTime
 
 
 class AlarmState(StrEnum):
@@ -128,7 +128,8 @@ class Alarm(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     cid: Mapped[str] = mapped_column(String(32), index=True)
     state: Mapped[str] = mapped_column(String(16), index=True)
-    source_event_id: Mapped[int | None] = mapped_column(ForeignKey("device_events.id"))
+    # The event that raised it: an id only, since retention deletes old events.
+    source_event_id: Mapped[int | None] = mapped_column(Integer)
     priority: Mapped[int] = mapped_column(Integer, default=0)
     unknown_device: Mapped[bool] = mapped_column(Boolean, default=False)
     # frozen routing decision
@@ -203,7 +204,7 @@ class PresenceRecord(Base):
     kind: Mapped[str] = mapped_column(String(16))  # "check_in" | "check_out"
     at: Mapped[datetime] = mapped_column(UTCDateTime)
     alarm_id: Mapped[int | None] = mapped_column(ForeignKey("alarms.id"))
-    event_id: Mapped[int | None] = mapped_column(ForeignKey("device_events.id"))
+    event_id: Mapped[int | None] = mapped_column(Integer)  # an id only, as on Alarm
 
 
 class OutboxMessage(Base):
@@ -215,10 +216,17 @@ class OutboxMessage(Base):
     payload: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Also in the payload, so a team app can drop a message it already has.
+    message_id: Mapped[str | None] = mapped_column(String(36))
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Set aside after too many failed tries: counted, alerted on, and out of the way.
+    failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
 
-    __table_args__ = (  # unsent messages in order, as for the event inbox
-        Index("ix_outbox_unsent", "id", sqlite_where=text("sent_at IS NULL"),
-              postgresql_where=text("sent_at IS NULL")),
+    __table_args__ = (  # messages still to send, in order, as for the event inbox
+        Index("ix_outbox_unsent", "id",
+              sqlite_where=text("sent_at IS NULL AND failed_at IS NULL"),
+              postgresql_where=text("sent_at IS NULL AND failed_at IS NULL")),
     )
 
 

@@ -20,7 +20,8 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
-from devices.errors import TryggError
+from core import inbox
+from core.errors import TryggError
 from devices.events import EventKind
 from dispatch import lifecycle
 from dispatch.config import Shifts, Timers
@@ -39,7 +40,6 @@ from dispatch.models import (
 )
 from dispatch.registry import SqlTeamDirectory
 from dispatch.routing import TeamRef, route
-from gateway.store import DeviceEventRow
 
 log = structlog.get_logger(__name__)
 
@@ -86,12 +86,6 @@ PROCESS_BATCH = 25
 PROCESS_BUDGET_S = 0.01
 
 
-def has_pending(session: Session) -> bool:
-    """A read, through the inbox's partial index: is there anything for dispatch to do?"""
-    return session.execute(select(DeviceEventRow.id).where(
-        DeviceEventRow.processed_at.is_(None)).limit(1)).first() is not None
-
-
 def process_pending(session: Session, now: datetime, rules: DispatchRules,
                     limit: int = PROCESS_BATCH,
                     budget_s: float = PROCESS_BUDGET_S) -> Outcome:
@@ -100,11 +94,7 @@ def process_pending(session: Session, now: datetime, rules: DispatchRules,
     The batch runs in one savepoint; if any event fails, the batch is redone event by
     event, each in its own savepoint, and a failing event is flagged and skipped.
     """
-    # Plain rows, not ORM objects: the events are only read, then marked in one UPDATE.
-    rows: Sequence[Any] = session.execute(
-        select(*EVENT_COLUMNS).where(DeviceEventRow.processed_at.is_(None))
-        .order_by(DeviceEventRow.id).limit(limit)
-    ).all()
+    rows = inbox.pending(session, limit)
     if not rows:
         return Outcome()
     try:
@@ -113,15 +103,9 @@ def process_pending(session: Session, now: datetime, rules: DispatchRules,
     except Exception:
         log.warning("event_batch_failed_retrying_one_by_one", first_event_id=rows[0].id)
         out = _apply_rows(session, rows, now, rules, budget_s, isolate=True)
-    done = [row.id for row in rows[: out.processed]]
-    session.execute(update(DeviceEventRow).where(DeviceEventRow.id.in_(done))
-                    .values(processed_at=now))
+    inbox.mark_processed(session, [row.id for row in rows[: out.processed]], now)
     out.more = out.processed < len(rows) or len(rows) == limit
     return out
-
-
-EVENT_COLUMNS = (DeviceEventRow.id, DeviceEventRow.cid, DeviceEventRow.kind,
-                 DeviceEventRow.priority, DeviceEventRow.received_at)
 
 
 class _Batch:
@@ -231,8 +215,7 @@ def _apply_rows(session: Session, rows: Sequence[Any], now: datetime,
                     _apply(batch, row, now, rules, out)
                     batch.finish(now, rules, out)
             except Exception as exc:  # a bug must not stop the events behind it
-                session.execute(update(DeviceEventRow).where(DeviceEventRow.id == row.id)
-                                .values(process_error=f"{type(exc).__name__}: {exc}"[:1000]))
+                inbox.note_error(session, row.id, f"{type(exc).__name__}: {exc}")
                 out.failed_events += 1
                 log.error("event_processing_failed", event_id=row.id, cid=row.cid,
                           error=type(exc).__name__)

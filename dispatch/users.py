@@ -10,7 +10,7 @@ from typing import Literal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from devices.errors import TryggError
+from core.errors import TryggError
 from dispatch.models import User
 
 Role = Literal["operator", "admin"]

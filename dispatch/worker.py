@@ -18,14 +18,15 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
+from core import inbox
+from core.clock import Clock
+from core.db import Database, Lane
 from dispatch import services
 from dispatch.live import LiveFeed
 from dispatch.metrics import ALARMS_RECEIVED, EVENT_FAILURES, REMINDERS
 from dispatch.models import Alarm
 from dispatch.services import DispatchRules, Outcome
 from dispatch.views import alarm_view
-from trygg.clock import Clock
-from trygg.db import Database, Lane
 
 log = structlog.get_logger(__name__)
 
@@ -56,7 +57,7 @@ class Dispatcher:
     async def process_events(self) -> Outcome:
         # Polled ten times a second when the gateway is another process: look with a read
         # first, so an idle dispatch never takes the database's write lock.
-        if not await self.db.read(services.has_pending):
+        if not await self.db.read(inbox.has_pending):
             return Outcome()
         now = self.clock.now()
         out = await self.db.write(lambda s: services.process_pending(s, now, self.rules),

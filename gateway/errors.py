@@ -7,7 +7,7 @@ TryggError
 
 from __future__ import annotations
 
-from devices.errors import TryggError
+from core.errors import TryggError
 
 
 class GatewayError(TryggError):

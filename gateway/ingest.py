@@ -14,10 +14,14 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import partial
 
 import structlog
 
+from core.clock import Clock
+from core.db import Database, Lane
+from core.inbox import Incoming, Stored, append_events
 from devices import scaip
 from devices.scaip import ScaipError, ScaipResponse, Snu
 from gateway import topics
@@ -31,9 +35,6 @@ from gateway.metrics import (
     STORE_FAILURES,
 )
 from gateway.mqtt import MqttLink
-from gateway.store import Incoming, Stored, append_events
-from trygg.clock import Clock
-from trygg.db import Database, Lane
 
 log = structlog.get_logger(__name__)
 
@@ -54,6 +55,7 @@ class Ingest:
         *,
         topic_root: str = "trygg/v1",
         heartbeat_interval_min: int = 60,
+        resend_window: timedelta = timedelta(hours=1),
         max_batch: int = 500,
         on_committed: Callable[[], None] | None = None,
     ) -> None:
@@ -61,6 +63,7 @@ class Ingest:
         self.clock = clock
         self.root = topic_root
         self.heartbeat_interval_min = heartbeat_interval_min
+        self.resend_window = resend_window
         self.max_batch = max_batch
         self.on_committed = on_committed
         self.link: MqttLink | None = None
@@ -121,7 +124,8 @@ class Ingest:
         """Store and answer a batch; on failure answer nothing, so the devices resend."""
         items = [p.incoming for p in batch]
         try:
-            results = await self.db.write(partial(append_events, items=items), Lane.DEVICE)
+            results = await self.db.write(partial(append_events, items=items,
+                                                   resend_window=self.resend_window), Lane.DEVICE)
         except Exception as exc:
             STORE_FAILURES.inc()
             # The error's class only: its text can quote the stored values.

@@ -12,11 +12,11 @@ from typing import Any
 import aiomqtt
 import httpx
 
+from core.clock import Clock
+from core.settings import Settings
 from dispatch.users import add_user
 from tests.brokers import Broker, free_port
-from trygg.clock import Clock
 from trygg.runtime import Service
-from trygg.settings import Settings
 
 
 def test_settings(broker: Broker, database_url: str, **overrides: Any) -> Settings:
@@ -92,7 +92,7 @@ async def _cancel(task: asyncio.Task[None]) -> None:
 
 
 def sqlite_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'trygg.db'}"
+    return f"sqlite:///{tmp_path / 'core.db'}"
 
 
 test_settings.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test

@@ -10,16 +10,16 @@ import signal
 import sys
 from pathlib import Path
 
-from devices.errors import TryggError
+from core.clock import SystemClock
+from core.db import Database
+from core.errors import TryggError
+from core.logs import configure_logging
+from core.settings import SHIPPED_CONFIG, Settings
 from dispatch.config import MunicipalityConfig, load_config
 from dispatch.registry import import_config
 from dispatch.users import ROLES, add_user, rotate_token
-from trygg.clock import SystemClock
-from trygg.db import Database
-from trygg.logs import configure_logging
 from trygg.migrations import upgrade
 from trygg.runtime import Role, Service
-from trygg.settings import SHIPPED_CONFIG, Settings
 from trygg.supervise import GatewayProcess, stop_when_orphaned
 
 

@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import hashlib
 from collections.abc import Callable, Coroutine, Iterable, Iterator
+from datetime import timedelta
 from enum import StrEnum
 from types import TracebackType
 from typing import Any
@@ -31,6 +32,9 @@ import structlog
 import uvicorn
 from prometheus_client import REGISTRY
 
+from core.clock import Clock, SystemClock
+from core.db import Database
+from core.settings import SHIPPED_CONFIG, Settings
 from dispatch.api.app import create_app, create_ops_app
 from dispatch.api.deps import AppState, OpsState
 from dispatch.config import MunicipalityConfig, load_config
@@ -42,10 +46,7 @@ from dispatch.worker import Dispatcher
 from gateway.ingest import Ingest
 from gateway.mqtt import MqttLink
 from trygg.broker import EmbeddedBroker
-from trygg.clock import Clock, SystemClock
-from trygg.db import Database
 from trygg.migrations import upgrade, wait_for_head
-from trygg.settings import SHIPPED_CONFIG, Settings
 
 log = structlog.get_logger(__name__)
 
@@ -102,6 +103,7 @@ class Service:
                                      publish=self._publish_to_team)
         both = self.roles == ALL_ROLES
         self.ingest = Ingest(self.db, self.clock, topic_root=settings.mqtt_topic_root,
+                             resend_window=timedelta(seconds=settings.resend_window_s),
                              on_committed=self.dispatcher.wake if both else None)
         if Role.GATEWAY in self.roles:
             self.ingest.attach(self.link)

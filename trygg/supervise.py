@@ -16,7 +16,7 @@ from types import TracebackType
 
 import structlog
 
-from trygg.settings import Settings
+from core.settings import Settings
 
 log = structlog.get_logger(__name__)
 PARENT_PID_ENV = "TRYGG_PARENT_PID"

@@ -9,12 +9,12 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from core.clock import Clock
+from core.db import Database
 from dispatch.live import LiveFeed
 from dispatch.services import DispatchRules
 from dispatch.users import user_for_token
 from dispatch.worker import Dispatcher
-from trygg.clock import Clock
-from trygg.db import Database
 
 
 @dataclass(kw_only=True)

@@ -18,10 +18,10 @@ import aiomqtt
 import httpx
 import pytest
 
+from core.clock import FakeClock
 from simulator import DeviceLink, SimulatedBaseUnit
 from tests.brokers import Broker
 from tests.harness import api, make_token, running_service, test_settings
-from trygg.clock import FakeClock
 
 pytestmark = pytest.mark.mqtt
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from core.db import Database
 from simulator import DeviceLink, SimulatedBaseUnit
 from tests.brokers import Broker, free_port
 from tests.harness import api, make_token, test_settings
-from trygg.db import Database
 from trygg.migrations import upgrade
 from trygg.runtime import Role, Service
 

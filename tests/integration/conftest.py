@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from core.db import Database
+from core.settings import SHIPPED_CONFIG
 from dispatch.config import load_config
 from dispatch.registry import import_config
-from trygg.db import Database
 from trygg.migrations import upgrade
-from trygg.settings import SHIPPED_CONFIG
 
 
 def _build(path: Path, *, with_registry: bool) -> Path:
@@ -37,7 +37,7 @@ def _templates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def _copy(template: Path, tmp_path: Path) -> Iterator[Database]:
-    path = tmp_path / "trygg.db"
+    path = tmp_path / "core.db"
     shutil.copyfile(template, path)
     database = Database(f"sqlite:///{path}")
     yield database

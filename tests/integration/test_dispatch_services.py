@@ -16,6 +16,10 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from core.clock import FakeClock
+from core.db import Database
+from core.inbox import DeviceEventRow, Incoming, Stored, append_events
+from core.settings import SHIPPED_CONFIG
 from devices.events import DeviceEvent, EventKind
 from dispatch import services
 from dispatch.config import load_config
@@ -23,10 +27,6 @@ from dispatch.lifecycle import InvalidTransition
 from dispatch.models import Alarm, Customer, Deadline, PresenceRecord, Provider, Team
 from dispatch.services import AlarmNotFound, DispatchRules, Outcome
 from dispatch.views import alarm_view
-from gateway.store import DeviceEventRow, Incoming, Stored, append_events
-from trygg.clock import FakeClock
-from trygg.db import Database
-from trygg.settings import SHIPPED_CONFIG
 
 _CONFIG = load_config(SHIPPED_CONFIG)
 RULES = DispatchRules(_CONFIG.shifts, _CONFIG.timers, topic_root="trygg/v1")
@@ -302,7 +302,8 @@ def test_cancel_from_the_unit_is_noted_and_the_alarm_stays_open(
 def add_broken_event(db: Database, clock: FakeClock) -> None:
     def add(s: Session) -> None:
         s.add(DeviceEventRow(idempotency_key="broken", protocol="scaip", cid=UNIT, ref="0001",
-                             kind="no-such-kind", payload="", received_at=clock.now()))
+                             kind="no-such-kind", payload="", received_at=clock.now(),
+                             last_seen_at=clock.now()))
     db.transaction(add)
 
 

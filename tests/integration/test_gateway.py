@@ -11,9 +11,9 @@ import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 
+from core.inbox import DeviceEventRow
 from devices import scaip
 from dispatch.models import Alarm
-from gateway.store import DeviceEventRow
 from tests.brokers import Broker
 from tests.harness import RawDevice, running_service, test_settings
 from trygg.runtime import Service
@@ -190,12 +190,12 @@ async def test_long_free_fields_are_stored_clipped_not_refused(
 async def test_a_frame_that_cannot_be_stored_does_not_hold_up_other_units(
         broker: Broker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import gateway.ingest
-    from gateway.store import append_events
+    from core.inbox import append_events
 
-    def refuse_one_unit(session: object, items: list[Any]) -> Any:
+    def refuse_one_unit(session: object, items: list[Any], **kwargs: Any) -> Any:
         if any(item.event.cid == "100002" for item in items):
             raise RuntimeError("cannot store this one")
-        return append_events(session, items)  # type: ignore[arg-type]
+        return append_events(session, items, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(gateway.ingest, "append_events", refuse_one_unit)
     settings = test_settings(broker, f"sqlite:///{tmp_path / 't.db'}")

@@ -9,12 +9,12 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from core.db import Database
+from core.settings import SHIPPED_CONFIG
 from dispatch.config import ConfigError, MunicipalityConfig, load_config
 from dispatch.models import Customer, Device, Site, Team
 from dispatch.registry import ImportCounts, SqlTeamDirectory, import_config, registry_is_empty
 from dispatch.routing import TeamRef
-from trygg.db import Database
-from trygg.settings import SHIPPED_CONFIG
 
 
 def shipped() -> dict[str, Any]:

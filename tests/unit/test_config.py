@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import yaml
 
-from devices.errors import TryggError
+from core.errors import TryggError
+from core.settings import SHIPPED_CONFIG
 from dispatch.config import ConfigError, MunicipalityConfig, load_config
-from trygg.settings import SHIPPED_CONFIG
 
 
 def document() -> dict[str, Any]:

@@ -5,13 +5,13 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
+import core.inbox  # noqa: F401
 import dispatch.models  # noqa: F401  (registers the tables)
-import gateway.store  # noqa: F401
-from trygg.db import Base
+from core.db import Base
 
 config = context.config
 engine = config.attributes.get("connection_engine") or create_engine(
-    config.get_main_option("sqlalchemy.url") or "sqlite:///trygg.db"
+    config.get_main_option("sqlalchemy.url") or "sqlite:///core.db"
 )
 
 with engine.connect() as connection:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-import trygg.db
+import core.db
 
 revision = '0001'
 down_revision = None
@@ -40,8 +40,8 @@ def upgrade() -> None:
     sa.Column('location_code', sa.String(length=8), nullable=True),
     sa.Column('staff_id', sa.String(length=64), nullable=True),
     sa.Column('payload', sa.Text(), nullable=False),
-    sa.Column('received_at', trygg.db.UTCDateTime(), nullable=False),
-    sa.Column('processed_at', trygg.db.UTCDateTime(), nullable=True),
+    sa.Column('received_at', core.db.UTCDateTime(), nullable=False),
+    sa.Column('processed_at', core.db.UTCDateTime(), nullable=True),
     sa.Column('process_error', sa.Text(), nullable=True),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('idempotency_key')
@@ -52,7 +52,7 @@ def upgrade() -> None:
 
     op.create_table('device_links',
     sa.Column('cid', sa.String(length=32), nullable=False),
-    sa.Column('last_seen_at', trygg.db.UTCDateTime(), nullable=False),
+    sa.Column('last_seen_at', core.db.UTCDateTime(), nullable=False),
     sa.Column('last_kind', sa.String(length=32), nullable=False),
     sa.PrimaryKeyConstraint('cid')
     )
@@ -60,8 +60,8 @@ def upgrade() -> None:
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('topic', sa.String(length=300), nullable=False),
     sa.Column('payload', sa.Text(), nullable=False),
-    sa.Column('created_at', trygg.db.UTCDateTime(), nullable=False),
-    sa.Column('sent_at', trygg.db.UTCDateTime(), nullable=True),
+    sa.Column('created_at', core.db.UTCDateTime(), nullable=False),
+    sa.Column('sent_at', core.db.UTCDateTime(), nullable=True),
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('outbox', schema=None) as batch_op:
@@ -80,7 +80,7 @@ def upgrade() -> None:
     sa.Column('name', sa.String(length=100), nullable=False),
     sa.Column('role', sa.String(length=16), nullable=False),
     sa.Column('token_hash', sa.String(length=64), nullable=False),
-    sa.Column('created_at', trygg.db.UTCDateTime(), nullable=False),
+    sa.Column('created_at', core.db.UTCDateTime(), nullable=False),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('name'),
     sa.UniqueConstraint('token_hash')
@@ -148,17 +148,17 @@ def upgrade() -> None:
     sa.Column('route_reason', sa.String(length=32), nullable=False),
     sa.Column('shift', sa.String(length=8), nullable=True),
     sa.Column('call_order', sa.JSON(), nullable=False),
-    sa.Column('received_at', trygg.db.UTCDateTime(), nullable=False),
-    sa.Column('called_out_at', trygg.db.UTCDateTime(), nullable=True),
-    sa.Column('accepted_at', trygg.db.UTCDateTime(), nullable=True),
+    sa.Column('received_at', core.db.UTCDateTime(), nullable=False),
+    sa.Column('called_out_at', core.db.UTCDateTime(), nullable=True),
+    sa.Column('accepted_at', core.db.UTCDateTime(), nullable=True),
     sa.Column('accepted_by', sa.String(length=200), nullable=True),
-    sa.Column('on_site_at', trygg.db.UTCDateTime(), nullable=True),
-    sa.Column('completed_at', trygg.db.UTCDateTime(), nullable=True),
-    sa.Column('closed_at', trygg.db.UTCDateTime(), nullable=True),
+    sa.Column('on_site_at', core.db.UTCDateTime(), nullable=True),
+    sa.Column('completed_at', core.db.UTCDateTime(), nullable=True),
+    sa.Column('closed_at', core.db.UTCDateTime(), nullable=True),
     sa.Column('closed_by', sa.String(length=200), nullable=True),
     sa.Column('close_reason', sa.Text(), nullable=True),
     sa.Column('closed_via', sa.String(length=16), nullable=True),
-    sa.Column('reminded_at', trygg.db.UTCDateTime(), nullable=True),
+    sa.Column('reminded_at', core.db.UTCDateTime(), nullable=True),
     sa.Column('reminder_count', sa.Integer(), nullable=False),
     sa.Column('repeat_count', sa.Integer(), nullable=False),
     sa.Column('version', sa.Integer(), nullable=False),
@@ -186,7 +186,7 @@ def upgrade() -> None:
     sa.Column('action', sa.String(length=32), nullable=False),
     sa.Column('from_state', sa.String(length=16), nullable=True),
     sa.Column('to_state', sa.String(length=16), nullable=True),
-    sa.Column('at', trygg.db.UTCDateTime(), nullable=False),
+    sa.Column('at', core.db.UTCDateTime(), nullable=False),
     sa.Column('actor', sa.String(length=200), nullable=False),
     sa.Column('note', sa.Text(), nullable=True),
     sa.ForeignKeyConstraint(['alarm_id'], ['alarms.id'], ),
@@ -199,9 +199,9 @@ def upgrade() -> None:
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('alarm_id', sa.Integer(), nullable=False),
     sa.Column('kind', sa.String(length=32), nullable=False),
-    sa.Column('due_at', trygg.db.UTCDateTime(), nullable=False),
-    sa.Column('fired_at', trygg.db.UTCDateTime(), nullable=True),
-    sa.Column('cancelled_at', trygg.db.UTCDateTime(), nullable=True),
+    sa.Column('due_at', core.db.UTCDateTime(), nullable=False),
+    sa.Column('fired_at', core.db.UTCDateTime(), nullable=True),
+    sa.Column('cancelled_at', core.db.UTCDateTime(), nullable=True),
     sa.ForeignKeyConstraint(['alarm_id'], ['alarms.id'], ),
     sa.PrimaryKeyConstraint('id')
     )
@@ -213,7 +213,7 @@ def upgrade() -> None:
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('cid', sa.String(length=32), nullable=False),
     sa.Column('kind', sa.String(length=16), nullable=False),
-    sa.Column('at', trygg.db.UTCDateTime(), nullable=False),
+    sa.Column('at', core.db.UTCDateTime(), nullable=False),
     sa.Column('alarm_id', sa.Integer(), nullable=True),
     sa.Column('event_id', sa.Integer(), nullable=True),
     sa.ForeignKeyConstraint(['alarm_id'], ['alarms.id'], ),

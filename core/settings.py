@@ -8,7 +8,11 @@ from urllib.parse import urlparse
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-SHIPPED_CONFIG = Path(__file__).resolve().parent.parent / "config" / "municipality.yaml"
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED_CONFIG = ROOT / "config" / "municipality.yaml"
+# One database for every `trygg` command and `scripts/run` alike: a token that
+# `trygg user add` prints must work in the dashboard that `scripts/run` started.
+DEFAULT_DATABASE_URL = f"sqlite:///{ROOT / 'var' / 'trygg.db'}"
 
 
 class MqttTarget:
@@ -33,7 +37,7 @@ class Settings(BaseSettings):
     mqtt_url: str | None = None
     mqtt_topic_root: str = "trygg/v1"
     embedded_mqtt_port: int = 1884
-    database_url: str = "sqlite:///trygg.db"
+    database_url: str = "sqlite:///core.db"
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8080, ge=1, le=65535)
     # Where `trygg run` puts its gateway process's /healthz, /readyz, /metrics
@@ -43,6 +47,17 @@ class Settings(BaseSettings):
     log_level: str = "info"
     # How often the durable timers are swept; the deadline itself lives in the database.
     timer_sweep_s: float = Field(default=1.0, gt=0)
+    # A frame with the same idempotency key (cid + ref + content) is a resend only this
+    # long after the key was last seen; later it is a new message (counters restart and
+    # wrap). Units resend on HOLD for at most 30 minutes.
+    resend_window_s: float = Field(default=3600.0, gt=0)
+    # Heartbeats are not stored: last-seen is kept in memory and written this often.
+    last_seen_flush_s: float = Field(default=5.0, gt=0)
+    # Processed inbox events are deleted after this many days; their raw frames (free
+    # text may carry personal data) are blanked much sooner.
+    event_retention_days: float = Field(default=90.0, gt=0)
+    raw_frame_retention_days: float = Field(default=7.0, gt=0)
+    retention_interval_s: float = Field(default=60.0, gt=0)
 
     @field_validator("mqtt_url")
     @classmethod

@@ -21,11 +21,12 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from datetime import UTC, datetime
 from enum import IntEnum
+from pathlib import Path
 from typing import Any, TypeVar
 
 import structlog
 from prometheus_client import Histogram
-from sqlalchemy import DateTime, Engine, create_engine, event
+from sqlalchemy import DateTime, Engine, create_engine, event, make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -65,6 +66,7 @@ def make_engine(url: str, *, for_writes: bool = False, **kwargs: Any) -> Engine:
     # numbers and addresses would reach the logs.
     kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
+        _make_parent_dir(url)
         engine = create_engine(url, connect_args={"check_same_thread": False}, **kwargs)
         # Writers wait for the lock in _begin_immediate, readers in SQLite's handler.
         busy_ms = 0 if for_writes else 10_000
@@ -76,6 +78,13 @@ def make_engine(url: str, *, for_writes: bool = False, **kwargs: Any) -> Engine:
             event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN"))
         return engine
     return create_engine(url, pool_pre_ping=True, **kwargs)
+
+
+def _make_parent_dir(url: str) -> None:
+    """A SQLite file in a folder that does not exist yet (var/ on a fresh checkout)."""
+    database = make_url(url).database
+    if database and database != ":memory:" and not database.startswith("file:"):
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
 
 
 WRITE_LOCK_WAIT_S = 30.0

@@ -1,0 +1,14 @@
+"""The base of every error Trygg raises on purpose; each package's errors derive from it.
+
+TryggError
+ ├── devices.errors.FrameError      a device frame could not be decoded
+ ├── gateway.errors.GatewayError    device I/O went wrong
+ ├── dispatch.*                     business rules refused an action
+ └── simulator.errors.SimulatorError
+"""
+
+from __future__ import annotations
+
+
+class TryggError(Exception):
+    """Base of every error Trygg raises on purpose."""

@@ -12,3 +12,12 @@ from __future__ import annotations
 
 class TryggError(Exception):
     """Base of every error Trygg raises on purpose."""
+
+
+class LinkDown(TryggError):
+    """A message could not be handed to the broker because the link is down.
+
+    Not the message's fault: whoever sends (the team outbox) keeps it for the next try
+    without counting the failure against it. Defined here so dispatch can catch it
+    without importing the gateway.
+    """

@@ -238,7 +238,7 @@ def touch_links(session: Session, seen: Iterable[Seen]) -> int:
 
 def last_seen(session: Session) -> dict[str, datetime]:
     """Every device's last-seen time, as written: where supervision starts after a restart."""
-    return dict(session.execute(select(DeviceLink.cid, DeviceLink.last_seen_at)).tuples())
+    return dict(session.execute(select(DeviceLink.cid, DeviceLink.last_seen_at)).all())
 
 
 # -- consuming (dispatch) --------------------------------------------------------------
@@ -335,19 +335,21 @@ def delete_expired(session: Session, cutoff: datetime, limit: int = RETENTION_BA
     return len(ids)
 
 
-def blank_raw_frames(session: Session, cutoff: datetime, limit: int = RETENTION_BATCH) -> int:
-    """Blank the raw frame of up to `limit` events received before `cutoff`.
+def blank_raw_frames(session: Session, cutoff: datetime,
+                     limit: int = RETENTION_BATCH) -> tuple[int, int]:
+    """Blank the raw frames of the next `limit` event ids received before `cutoff`.
 
     Works through ids from a kept mark, so every pass reads only what it blanks, not
-    the weeks of rows already blank behind it.
+    the weeks of rows already blank behind it. Returns (frames blanked, ids passed);
+    ids passed is 0 once the mark has caught up.
     """
     through = _last_id_before(session, cutoff)
     if through is None:
-        return 0
+        return 0, 0
     mark = session.get(MaintenanceMark, _BLANKED)
     start = mark.value if mark else 0
     if start >= through:
-        return 0
+        return 0, 0
     end = min(start + limit, through)
     result: CursorResult[Any] = session.execute(  # type: ignore[assignment]
         update(DeviceEventRow)
@@ -359,7 +361,7 @@ def blank_raw_frames(session: Session, cutoff: datetime, limit: int = RETENTION_
         session.add(MaintenanceMark(name=_BLANKED, value=end))
     else:
         mark.value = end
-    return int(blanked)
+    return int(blanked), end - start
 
 
 def log_size(session: Session) -> tuple[int, datetime | None]:

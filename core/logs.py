@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
+from collections.abc import Callable
 
 import structlog
 
@@ -41,3 +43,29 @@ def configure_logging(level: str = "info") -> None:
     root.setLevel(numeric)
     for noisy in ("amqtt", "transitions", "alembic.runtime.migration"):
         logging.getLogger(noisy).setLevel(max(numeric, logging.WARNING))
+
+
+class Throttle:
+    """Say a recurring failure once per interval, with how often it happened meanwhile.
+
+    During an outage every frame fails the same way; a line per frame (thousands in
+    seconds) buries the first line that says what went wrong. `hit()` counts, and
+    returns the count to log when the interval has passed, else None. The interval is
+    measured on a monotonic clock (it paces log lines; it is no domain time rule).
+    """
+
+    def __init__(self, interval_s: float = 10.0,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.interval_s = interval_s
+        self._monotonic = monotonic
+        self._count = 0
+        self._last: float | None = None
+
+    def hit(self, n: int = 1) -> int | None:
+        self._count += n
+        now = self._monotonic()
+        if self._last is not None and now - self._last < self.interval_s:
+            return None
+        self._last = now
+        count, self._count = self._count, 0
+        return count

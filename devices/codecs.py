@@ -1,10 +1,10 @@
 """The codec registry: one shape for every device protocol, looked up by name.
 
 The gateway holds a `Codec` and never a protocol module: it decodes a frame into a
-`DeviceEvent`, stores it, and only then answers with `encode_ok`, or with
-`encode_error` when decoding raised a `FrameError`. A new protocol (DC-09 next) is a
-module plus one entry in `CODECS`, and tests/unit/test_codec_contract.py then runs
-the shared contract against it.
+`DeviceEvent`, stores it (a heartbeat only updates last-seen), and only then answers
+with `encode_ok`, or with `encode_error` when decoding raised a `FrameError`. A new
+protocol (DC-09 next) is a module plus one entry in `CODECS`, and
+tests/unit/test_codec_contract.py then runs the shared contract against it.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from devices import scaip
-from devices.errors import FrameError
+from devices.errors import ContentError, FrameError
 from devices.events import DeviceEvent
 
 
@@ -28,8 +28,12 @@ class Codec(Protocol):
         """One frame in, one event out; raises FrameError (or a subclass) only."""
         ...
 
-    def encode_ok(self, ref: str) -> bytes:
-        """The answer that tells the device its message `ref` was handled."""
+    def encode_ok(self, event: DeviceEvent, *,
+                  heartbeat_interval_min: int | None = None) -> bytes:
+        """The answer that tells the device its message `event.ref` was handled.
+
+        `heartbeat_interval_min` is handed to a device that asked for an interval.
+        """
         ...
 
     def encode_error(self, err: FrameError) -> bytes:
@@ -45,12 +49,18 @@ class ScaipCodec:
     def decode(self, frame: bytes) -> DeviceEvent:
         return scaip.decode(frame)
 
-    def encode_ok(self, ref: str) -> bytes:
-        return scaip.encode_response(scaip.ScaipResponse(ref=ref, snu=scaip.Snu.OK))
+    def encode_ok(self, event: DeviceEvent, *,
+                  heartbeat_interval_min: int | None = None) -> bytes:
+        hbi = heartbeat_interval_min if event.wants_heartbeat_interval else None
+        return scaip.encode_response(scaip.ScaipResponse(ref=event.ref, snu=scaip.Snu.OK,
+                                                         hbi=hbi))
 
     def encode_error(self, err: FrameError) -> bytes:
         if isinstance(err, scaip.ScaipError):
             return scaip.encode_response(scaip.error_response(err))
+        if isinstance(err, ContentError):
+            return scaip.encode_response(scaip.ScaipResponse(
+                ref=err.ref, snu=scaip.Snu.WRONG_DATA, ste=err.reason))
         # Not ours, so no snu and no ref: "invalid format" is the closest answer.
         resp = scaip.ScaipResponse(ref=None, snu=scaip.Snu.INVALID_FORMAT, ste=err.reason)
         return scaip.encode_response(resp)

@@ -2,6 +2,8 @@
 
 core.errors.TryggError
  └── FrameError            a frame could not be decoded; `reason` is a metric label
+      ├── ContentError     well-formed, but its content is refused (e.g. it names another
+      │                    device than the link it came on); `ref` and `cid` are known
       └── ScaipError       carries the SCAIP `snu` status to answer with, and the `ref` if known
 """
 
@@ -21,3 +23,16 @@ class FrameError(TryggError):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+
+
+class ContentError(FrameError):
+    """A frame that decoded, but whose content the gateway refuses.
+
+    The device is told its data was wrong (with its own `ref`, so it stops resending
+    the same thing) rather than that it spoke an unknown format.
+    """
+
+    def __init__(self, reason: str, detail: str, *, ref: str, cid: str) -> None:
+        super().__init__(reason, detail)
+        self.ref = ref
+        self.cid = cid

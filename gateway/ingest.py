@@ -1,11 +1,14 @@
 """From a device frame to a committed event and only then an answer: the gateway's core.
 
-Frames are decoded on arrival and queued; one writer commits whatever has queued up in
-a single transaction (group commit, so a burst of alarms costs one fsync, not hundreds),
-and after the commit each device gets its `<mrs>`. A frame that cannot be decoded is
-answered at once with the SCAIP error status: there is nothing to store. If a commit
-fails, the batch is tried frame by frame so one bad frame holds up no other unit; what
-still cannot be stored is not answered, and its device resends.
+Frames are decoded on arrival through the codec registry and queued; one writer commits
+whatever has queued up in a single transaction (group commit, so a burst of alarms costs
+one fsync, not hundreds), and after the commit each device gets its answer. A heartbeat
+is answered at once and only moves the unit's last-seen (no row: see last_seen.py). A
+frame that cannot be decoded is answered at once with the codec's error answer: there
+is nothing to store. If a commit fails, the batch is tried frame by frame so one bad
+frame holds up no other unit; what still cannot be stored is not answered, and its
+device resends. On a graceful stop, what was already taken from the broker is
+committed and answered before the gateway lets go (`drain`).
 """
 
 from __future__ import annotations
@@ -21,15 +24,20 @@ import structlog
 
 from core.clock import Clock
 from core.db import Database, Lane
-from core.inbox import Incoming, Stored, append_events
-from devices import scaip
-from devices.scaip import ScaipError, ScaipResponse, Snu
+from core.inbox import DEFAULT_RESEND_WINDOW, Incoming, Stored, append_events
+from core.logs import Throttle
+from devices.codecs import SCAIP, Codec
+from devices.errors import ContentError, FrameError
+from devices.events import DeviceEvent, EventKind
 from gateway import topics
 from gateway.errors import GatewayUnavailable
+from gateway.last_seen import LastSeenBook
 from gateway.metrics import (
+    ANSWERS_NOT_SENT,
     BATCH_SIZE,
     DUPLICATES,
     EVENTS,
+    HEARTBEATS,
     INGEST_LATENCY,
     REJECTIONS,
     STORE_FAILURES,
@@ -53,21 +61,29 @@ class Ingest:
         db: Database,
         clock: Clock,
         *,
+        codec: Codec = SCAIP,
         topic_root: str = "trygg/v1",
         heartbeat_interval_min: int = 60,
-        resend_window: timedelta = timedelta(hours=1),
+        resend_window: timedelta = DEFAULT_RESEND_WINDOW,
+        last_seen: LastSeenBook | None = None,
         max_batch: int = 500,
         on_committed: Callable[[], None] | None = None,
     ) -> None:
         self.db = db
         self.clock = clock
+        self.codec = codec
         self.root = topic_root
         self.heartbeat_interval_min = heartbeat_interval_min
         self.resend_window = resend_window
+        self.last_seen = last_seen or LastSeenBook(db)
         self.max_batch = max_batch
         self.on_committed = on_committed
         self.link: MqttLink | None = None
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._in_flight = 0
+        # One line per interval during an outage, with a count, not one per frame.
+        self._store_failures = Throttle()
+        self._unanswered = Throttle()
 
     def attach(self, link: MqttLink) -> None:
         self.link = link
@@ -84,24 +100,37 @@ class Ingest:
             log.warning("frame_rejected", reason="bad_topic", topic=topic[:200])
             return
         try:
-            event = scaip.decode(payload)
+            event = self.codec.decode(payload)
             if event.cid != topic_cid:
                 # The broker's ACL ties a topic to one device: a frame naming another
                 # cid is a misconfigured or spoofing unit, and must not raise its alarm.
-                raise ScaipError("cid_mismatch", f"frame says cid {event.cid}",
-                                 status=Snu.WRONG_DATA, ref=event.ref, cid=event.cid)
-        except ScaipError as err:
+                raise ContentError("cid_mismatch", f"frame says cid {event.cid}",
+                                   ref=event.ref, cid=event.cid)
+        except FrameError as err:
             REJECTIONS.labels(err.reason).inc()
             log.warning("frame_rejected", reason=err.reason, detail=err.detail[:200],
-                        cid=topic_cid, ref=err.ref, snu=int(err.status))
-            self._answer(topic_cid, scaip.error_response(err), started=None)
+                        cid=topic_cid, ref=getattr(err, "ref", None))
+            self._answer(topic_cid, self.codec.encode_error(err), None, started=None)
             return
         except Exception as exc:  # a codec bug must not take the broker link down
             REJECTIONS.labels("internal_error").inc()
             log.error("frame_decode_failed", cid=topic_cid, error=type(exc).__name__)
-            self._answer(topic_cid, ScaipResponse(ref=None, snu=Snu.UNDEFINED), started=None)
+            internal = FrameError("internal_error", type(exc).__name__)
+            self._answer(topic_cid, self.codec.encode_error(internal), None, started=None)
             return
-        self._queue.put_nowait(_Pending(Incoming(event, payload, self.clock.now()), started))
+        now = self.clock.now()
+        if event.kind is EventKind.HEARTBEAT:
+            # Nothing to commit: the unit is alive, and its last-seen is written in batches.
+            self.last_seen.saw(event.cid, now, event.kind.value)
+            HEARTBEATS.inc()
+            self._answer(event.cid, self._ok(event), event.ref, started=started)
+            return
+        self._queue.put_nowait(_Pending(Incoming(event, payload, now), started))
+
+    @property
+    def in_hand(self) -> int:
+        """Frames taken from the broker and not yet answered (or given up on)."""
+        return self._queue.qsize() + self._in_flight
 
     # -- the writer ---------------------------------------------------------------------
 
@@ -111,26 +140,48 @@ class Ingest:
             batch = [await self._queue.get()]
             while len(batch) < self.max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
-            committed = await self._commit(batch)
-            if not committed and len(batch) > 1:
-                # One odd frame must not keep every other unit's alarm unanswered: try
-                # each alone, so only what really cannot be stored waits for a resend.
-                for pending in batch:
-                    committed += await self._commit([pending])
+            self._in_flight = len(batch)
+            try:
+                committed = await self._commit(batch)
+                if not committed and len(batch) > 1:
+                    # One odd frame must not keep every other unit's alarm unanswered: try
+                    # each alone, so only what really cannot be stored waits for a resend.
+                    for pending in batch:
+                        committed += await self._commit([pending])
+            finally:
+                self._in_flight = 0
+                for _ in batch:
+                    self._queue.task_done()
             if not committed:
                 await asyncio.sleep(0.5)  # the database is down: devices resend meanwhile
+
+    async def drain(self, timeout_s: float = 10.0) -> bool:
+        """Wait until every frame already taken in is committed and answered (or given up).
+
+        For a graceful stop, after the link stopped taking new frames: whatever the
+        broker already handed us is answered now instead of waiting for a resend.
+        """
+        try:
+            await asyncio.wait_for(self._queue.join(), timeout_s)
+        except TimeoutError:
+            log.warning("gateway_drain_incomplete", left=self._queue.qsize())
+            return False
+        return True
 
     async def _commit(self, batch: list[_Pending]) -> int:
         """Store and answer a batch; on failure answer nothing, so the devices resend."""
         items = [p.incoming for p in batch]
         try:
-            results = await self.db.write(partial(append_events, items=items,
-                                                   resend_window=self.resend_window), Lane.DEVICE)
+            results = await self.db.write(
+                partial(append_events, items=items, resend_window=self.resend_window),
+                Lane.DEVICE)
         except Exception as exc:
             STORE_FAILURES.inc()
-            # The error's class only: its text can quote the stored values.
-            log.error("event_store_failed", batch=len(batch), error=type(exc).__name__,
-                      cids=sorted({i.event.cid for i in items})[:20])
+            if (count := self._store_failures.hit()) is not None:
+                # The error's class only: its text can quote the stored values.
+                log.error("event_store_failed", batches=count, batch=len(batch),
+                          error=type(exc).__name__,
+                          cids=sorted({i.event.cid for i in items})[:20])
             return 0
         BATCH_SIZE.observe(len(batch))
         if self.on_committed is not None:
@@ -145,19 +196,22 @@ class Ingest:
             DUPLICATES.inc()
         else:
             EVENTS.labels(event.kind.value).inc()
-        hbi = self.heartbeat_interval_min if event.wants_heartbeat_interval else None
-        self._answer(event.cid, ScaipResponse(ref=event.ref, snu=Snu.OK, hbi=hbi),
-                     started=pending.started)
+        self._answer(event.cid, self._ok(event), event.ref, started=pending.started)
 
-    def _answer(self, cid: str, response: ScaipResponse, *, started: float | None) -> None:
+    def _ok(self, event: DeviceEvent) -> bytes:
+        return self.codec.encode_ok(event, heartbeat_interval_min=self.heartbeat_interval_min)
+
+    def _answer(self, cid: str, answer: bytes, ref: str | None, *,
+                started: float | None) -> None:
         if self.link is None:
             return
         try:
-            self.link.publish_nowait(topics.response_topic(self.root, cid),
-                                     scaip.encode_response(response))
+            self.link.publish_nowait(topics.response_topic(self.root, cid), answer)
         except GatewayUnavailable:
             # Stored but not answered: the device resends and is answered from the log.
-            log.warning("answer_not_sent", cid=cid, ref=response.ref)
+            ANSWERS_NOT_SENT.inc()
+            if (count := self._unanswered.hit()) is not None:
+                log.warning("answer_not_sent", answers=count, cid=cid, ref=ref)
             return
         if started is not None:
             INGEST_LATENCY.observe(time.perf_counter() - started)

@@ -22,3 +22,11 @@ MQTT_CONNECTED = Gauge("trygg_mqtt_connected", "1 while the gateway's broker lin
                        ["link"])
 MQTT_RECONNECTS = Counter("trygg_mqtt_connection_losses_total",
                           "Broker connection attempts that failed or dropped", ["link"])
+HEARTBEATS = Counter("trygg_heartbeats_total",
+                     "Heartbeats answered (they update last-seen in memory, no inbox row)")
+LAST_SEEN_ROWS = Counter("trygg_last_seen_rows_written_total",
+                         "device_links rows written by the batched last-seen writer")
+LAST_SEEN_PENDING = Gauge("trygg_last_seen_pending_units",
+                          "Units heard since last-seen was last written")
+ANSWERS_NOT_SENT = Counter("trygg_answers_not_sent_total",
+                           "Answers that could not be handed to the broker (the device resends)")

@@ -1,8 +1,10 @@
 """The adapter over aiomqtt: one connection, a reconnect loop anyone can read, a state.
 
 Everything else in Trygg talks to `MqttLink`, not to aiomqtt, so the client library can
-change behind it. The loop reconnects with exponential backoff and jitter; the current
-state is visible for /readyz and as a metric.
+change behind it. The loop reconnects with exponential backoff and jitter, capped at a
+few seconds: devices wait for us, so once the broker is back we must be too. The
+current state is visible for /readyz and as a metric; the link counts as connected
+only once its subscriptions are confirmed.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import random
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from enum import StrEnum
 
 import aiomqtt
@@ -51,7 +53,7 @@ class MqttLink:
         username: str | None = None,
         password: str | None = None,
         backoff_initial_s: float = 0.5,
-        backoff_max_s: float = 30.0,
+        backoff_max_s: float = 3.0,
     ) -> None:
         self.name = name
         self.host = host
@@ -66,6 +68,7 @@ class MqttLink:
         self.state = LinkState.STARTING
         self._client: aiomqtt.Client | None = None
         self._connected = asyncio.Event()
+        self._receiving = True
 
     def _new_client(self) -> aiomqtt.Client:
         client = aiomqtt.Client(
@@ -82,30 +85,55 @@ class MqttLink:
         client.pending_calls_threshold = 1000
         return client
 
+    def backoff(self) -> Iterator[float]:
+        """The waits between reconnect attempts: doubling, jittered, never over the cap."""
+        delay = self.backoff_initial_s
+        while True:
+            jittered = delay * (0.5 + random.random())  # noqa: S311 (jitter, not crypto)
+            yield min(jittered, self.backoff_max_s)
+            delay = min(delay * 2, self.backoff_max_s)
+
     async def run(self) -> None:
         """Connect, subscribe, deliver; on any loss wait and do it again. Never returns."""
-        delay = self.backoff_initial_s
+        waits = self.backoff()
         while True:
             try:
                 async with self._new_client() as client:
-                    for topic in self.subscriptions:
-                        await client.subscribe(topic, qos=1)
+                    if self._receiving:
+                        for topic in self.subscriptions:
+                            await client.subscribe(topic, qos=1)
                     self._up(client)
-                    delay = self.backoff_initial_s
+                    waits = self.backoff()
                     async for message in client.messages:
                         payload = message.payload
-                        if self.on_message is not None and isinstance(payload, bytes | bytearray):
+                        if (self._receiving and self.on_message is not None
+                                and isinstance(payload, bytes | bytearray)):
                             self.on_message(message.topic.value, bytes(payload))
             except aiomqtt.MqttError as exc:
                 self._down()
                 MQTT_RECONNECTS.labels(self.name).inc()
-                wait = delay * (0.5 + random.random())  # noqa: S311 (jitter, not crypto)
+                wait = next(waits)
                 log.warning("mqtt_link_lost", link=self.name, host=self.host, port=self.port,
                             error=str(exc), retry_in_s=round(wait, 2))
                 await asyncio.sleep(wait)
-                delay = min(delay * 2, self.backoff_max_s)
             finally:
                 self._down()
+
+    async def stop_receiving(self) -> None:
+        """Take no new messages (a graceful stop); answers can still be published.
+
+        Unsubscribing makes the broker keep new requests for the next gateway (QoS 1,
+        persistent session) instead of handing them to one that is leaving.
+        """
+        self._receiving = False
+        client = self._client
+        if client is None:
+            return
+        for topic in self.subscriptions:
+            try:
+                await asyncio.wait_for(client.unsubscribe(topic), 2)
+            except (aiomqtt.MqttError, TimeoutError) as exc:
+                log.warning("mqtt_unsubscribe_failed", link=self.name, error=str(exc))
 
     def _up(self, client: aiomqtt.Client) -> None:
         self._client = client

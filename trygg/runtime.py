@@ -44,6 +44,7 @@ from dispatch.registry import import_config, registry_is_empty
 from dispatch.services import DispatchRules
 from dispatch.worker import Dispatcher
 from gateway.ingest import Ingest
+from gateway.last_seen import LastSeenBook
 from gateway.mqtt import MqttLink
 from trygg.broker import EmbeddedBroker
 from trygg.migrations import upgrade, wait_for_head
@@ -102,8 +103,10 @@ class Service:
         self.dispatcher = Dispatcher(self.db, self.clock, self.rules, self.live,
                                      publish=self._publish_to_team)
         both = self.roles == ALL_ROLES
+        self.last_seen = LastSeenBook(self.db, flush_s=settings.last_seen_flush_s)
         self.ingest = Ingest(self.db, self.clock, topic_root=settings.mqtt_topic_root,
                              resend_window=timedelta(seconds=settings.resend_window_s),
+                             last_seen=self.last_seen,
                              on_committed=self.dispatcher.wake if both else None)
         if Role.GATEWAY in self.roles:
             self.ingest.attach(self.link)
@@ -165,6 +168,7 @@ class Service:
         self._spawn(self.link.run(), "trygg.mqtt")
         if gateway:
             self._spawn(self.ingest.run(), "trygg.gateway.ingest")
+            self._spawn(self.last_seen.run(), "trygg.gateway.last_seen")
         if dispatch:
             poll_s = 1.0 if gateway else INBOX_POLL_S
             self._spawn(self.dispatcher.run_events(poll_s), "trygg.dispatch.events")
@@ -186,6 +190,13 @@ class Service:
                  topic_root=self.settings.mqtt_topic_root)
         return self
 
+    async def _let_go_of_devices(self) -> None:
+        """A graceful stop: take no new frames, then commit and answer those already
+        taken from the broker, and write last-seen, before the link goes."""
+        await self.link.stop_receiving()
+        await self.ingest.drain()
+        await self.last_seen.flush()
+
     def _seed_registry(self, session: Any) -> None:
         # An empty database gets the configured registry; after that the API owns it,
         # and `trygg import` applies a file on purpose.
@@ -202,6 +213,8 @@ class Service:
 
     async def __aexit__(self, exc_type: type[BaseException] | None,
                         exc: BaseException | None, tb: TracebackType | None) -> None:
+        if Role.GATEWAY in self.roles and self._tasks:
+            await self._let_go_of_devices()
         self.server.should_exit = True
         for task in self._tasks:
             if task.get_name() != "trygg.http":

@@ -3,6 +3,9 @@
 The child is the same program (`trygg run --role gateway`) in its own session, so a
 Ctrl-C at the terminal reaches only the parent, which then stops the child; and the
 child stops by itself if the parent disappears without doing so.
+
+The parent is ready only when the child says it is: alive is not enough, since a child
+still connecting or subscribing would let a press sent at that moment go unanswered.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ class GatewayProcess:
         self._proc: asyncio.subprocess.Process | None = None
         self._monitor: asyncio.Task[None] | None = None
         self._stopping = False
+        self._child_ready = False
+        self._probe: asyncio.Task[None] | None = None
         self.starts = 0
 
     @property
@@ -42,9 +47,23 @@ class GatewayProcess:
     def alive(self) -> bool:
         return self._proc is not None and self._proc.returncode is None
 
+    def ready(self) -> bool:
+        """The child is alive and its own /readyz said ready at the last look."""
+        return self.alive() and self._child_ready
+
+    async def _watch_readiness(self, every_s: float = 0.25) -> None:
+        while True:
+            self._child_ready = self.alive() and await child_ready(self.http_port)
+            await asyncio.sleep(every_s)
+
     def _env(self) -> dict[str, str]:
-        env = {**os.environ, "TRYGG_HTTP_PORT": str(self.http_port),
-               PARENT_PID_ENV: str(os.getpid())}
+        # The child runs on the settings it was given, not on whatever the environment
+        # says: they may have come from elsewhere (a test, a wrapper).
+        env = {**os.environ, **{
+            f"TRYGG_{name.upper()}": str(value)
+            for name, value in self.settings.model_dump().items() if value is not None}}
+        env.update({"TRYGG_HTTP_PORT": str(self.http_port), PARENT_PID_ENV: str(os.getpid())})
+        env.pop("TRYGG_GATEWAY_HTTP_PORT", None)
         if self.settings.mqtt_url is None:  # the parent runs the embedded broker
             env["TRYGG_MQTT_URL"] = f"mqtt://127.0.0.1:{self.settings.embedded_mqtt_port}"
         return env
@@ -78,6 +97,8 @@ class GatewayProcess:
     async def __aenter__(self) -> GatewayProcess:
         await self._start()
         self._monitor = asyncio.create_task(self._watch(), name="trygg.supervise.gateway")
+        self._probe = asyncio.create_task(self._watch_readiness(),
+                                          name="trygg.supervise.gateway_ready")
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None,
@@ -90,10 +111,30 @@ class GatewayProcess:
             except TimeoutError:
                 self._proc.kill()
                 await self._proc.wait()
-        if self._monitor is not None:
-            self._monitor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._monitor
+        for task in (self._monitor, self._probe):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+
+async def child_ready(port: int, timeout_s: float = 1.0) -> bool:
+    """Whether the gateway child's /readyz on 127.0.0.1:`port` answers 200.
+
+    A bare HTTP/1.0 request: the product needs no HTTP client library for one probe.
+    """
+    writer = None
+    try:
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection("127.0.0.1", port), timeout_s)
+        writer.write(b"GET /readyz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        status_line = await asyncio.wait_for(reader.readline(), timeout_s)
+        return status_line.split(b" ")[1:2] == [b"200"]
+    except (OSError, TimeoutError):
+        return False
+    finally:
+        if writer is not None:
+            writer.close()
 
 
 async def stop_when_orphaned(stop: Callable[[], None], poll_s: float = 1.0) -> None:

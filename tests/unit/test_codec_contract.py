@@ -13,7 +13,7 @@ import pytest
 
 from devices import scaip
 from devices.codecs import CODECS, Codec
-from devices.errors import FrameError
+from devices.errors import ContentError, FrameError
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,9 @@ def test_ok_answer_is_read_by_the_device_as_accepted(codec: Codec) -> None:
     sample = sample_of(codec)
     assert sample.read_answer is not None
 
-    assert sample.read_answer(codec.encode_ok(sample.ref)) == (sample.ref, True)
+    event = codec.decode(sample.frame)
+
+    assert sample.read_answer(codec.encode_ok(event)) == (sample.ref, True)
 
 
 @answered
@@ -112,3 +114,15 @@ def test_error_answer_to_another_codecs_error_is_read_as_not_accepted(codec: Cod
     _, accepted = sample.read_answer(codec.encode_error(FrameError("bad_crc", "CRC mismatch")))
 
     assert accepted is False
+
+
+@answered
+def test_refused_content_is_answered_with_the_devices_own_ref(codec: Codec) -> None:
+    sample = sample_of(codec)
+    assert sample.read_answer is not None
+    event = codec.decode(sample.frame)
+
+    answer = codec.encode_error(ContentError("cid_mismatch", "another unit's topic",
+                                             ref=event.ref, cid=event.cid))
+
+    assert sample.read_answer(answer) == (sample.ref, False)

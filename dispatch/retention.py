@@ -1,0 +1,100 @@
+"""Retention of the event log: old processed events deleted, raw frames blanked sooner.
+
+The inbox keeps every device message dispatch has applied, for the follow-up of an
+alarm. After `TRYGG_EVENT_RETENTION_DAYS` (90) a processed event is deleted; after
+`TRYGG_RAW_FRAME_RETENTION_DAYS` (7) its raw frame is blanked, since free-text fields
+may carry personal data. Alarms, their audit trail and presence records are kept: they
+hold the event's id, not a reference the database enforces.
+
+Off the hot path: small batches on the writer's background lane, a pause between
+batches so device answers never queue behind a long delete, run by the dispatch leader.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import partial
+
+import structlog
+from prometheus_client import Counter, Gauge
+from sqlalchemy.orm import Session
+
+from core import inbox
+from core.clock import Clock
+from core.db import Database, Lane
+
+log = structlog.get_logger(__name__)
+
+DELETED = Counter("trygg_event_log_deleted_total",
+                  "Processed device events deleted after the retention period")
+BLANKED = Counter("trygg_event_log_frames_blanked_total",
+                  "Raw device frames blanked after the raw-frame retention period")
+LOG_ROWS = Gauge("trygg_event_log_rows", "Rows in the device event log")
+LOG_OLDEST_AGE = Gauge("trygg_event_log_oldest_age_seconds",
+                       "Age of the oldest row in the device event log")
+
+# Batches a pass may take before it yields until the next pass: a backlog of months
+# (the first run on an old database) is worked off over several passes.
+MAX_BATCHES_PER_PASS = 50
+
+
+@dataclass(frozen=True)
+class Pass:
+    deleted: int
+    blanked: int
+    rows: int
+    oldest: datetime | None
+
+
+class Retention:
+    def __init__(self, db: Database, clock: Clock, *, event_days: float = 90.0,
+                 raw_frame_days: float = 7.0, interval_s: float = 60.0,
+                 batch: int = inbox.RETENTION_BATCH, pause_s: float = 0.05) -> None:
+        self.db = db
+        self.clock = clock
+        self.keep_events = timedelta(days=event_days)
+        self.keep_frames = timedelta(days=raw_frame_days)
+        self.interval_s = interval_s
+        self.batch = batch
+        self.pause_s = pause_s
+
+    async def run_once(self) -> Pass:
+        """One pass: delete and blank what is due (up to a cap), then measure the log."""
+        now = self.clock.now()
+        delete = partial(inbox.delete_expired, cutoff=now - self.keep_events, limit=self.batch)
+        blank = partial(inbox.blank_raw_frames, cutoff=now - self.keep_frames, limit=self.batch)
+        # Deleting always starts from the oldest row: what it deleted is its progress.
+        deleted = sum(await self._repeat(lambda s: (n := delete(s), n)))
+        blanked = sum(await self._repeat(blank))
+        rows, oldest = await self.db.read(inbox.log_size)
+        if oldest is not None and oldest.tzinfo is None:
+            oldest = oldest.replace(tzinfo=UTC)  # min() skips the column type on SQLite
+        LOG_ROWS.set(rows)
+        LOG_OLDEST_AGE.set(max((now - oldest).total_seconds(), 0.0) if oldest else 0.0)
+        DELETED.inc(deleted)
+        BLANKED.inc(blanked)
+        if deleted or blanked:
+            log.info("event_log_retention", deleted=deleted, blanked=blanked, rows=rows)
+        return Pass(deleted, blanked, rows, oldest)
+
+    async def _repeat(self, job: Callable[[Session], tuple[int, int]]) -> list[int]:
+        """Run a (done, progress) batch job until it makes no progress, or up to the cap."""
+        done: list[int] = []
+        for _ in range(MAX_BATCHES_PER_PASS):
+            n, progress = await self.db.write(job, Lane.BACKGROUND)
+            done.append(n)
+            if progress == 0:
+                break
+            await asyncio.sleep(self.pause_s)  # leave the writer to devices in between
+        return done
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.run_once()
+            except Exception as exc:  # the log grows meanwhile; nothing is lost
+                log.error("event_log_retention_failed", error=type(exc).__name__)
+            await asyncio.sleep(self.interval_s)

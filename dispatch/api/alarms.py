@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel, Field, StringConstraints
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
@@ -34,31 +35,85 @@ class PhoneKvitteringIn(BaseModel):
                          description="why the alarm was handled without kvittering on the unit")
 
 
+# The queue scopes are never cut short: an open alarm that does not fit a page is an alarm
+# nobody sees. History grows without end, so it is paged, newest first.
+QUEUE_SCOPES: dict[str, tuple[str, ...]] = {
+    "open": tuple(OPEN_STATES),
+    "active": (*OPEN_STATES, AlarmState.COMPLETED),
+}
+HISTORY_SCOPES: dict[str, tuple[str, ...] | None] = {
+    "closed": (AlarmState.CLOSED,),
+    "all": None,
+}
+MAX_PAGE = 500
+# A cursor is the id of the last alarm of the page before: positive, and small enough
+# for any database's integer column.
+_CURSOR = re.compile(r"[1-9][0-9]{0,17}")
+
+
+def _cursor_id(cursor: str) -> int:
+    if not _CURSOR.fullmatch(cursor):
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                            "cursor is not one this API gave out: pass the next_cursor of the "
+                            "previous page unchanged, or leave it out for the first page")
+    return int(cursor)
+
+
 @router.get("")
 async def list_alarms(
     state: StateDep, user: UserDep,
-    scope: Literal["open", "active", "all"] = "active", limit: int = 200,
+    scope: Literal["open", "active", "closed", "all"] = "active",
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description=(
+        "page size of `closed` and `all`; the queue scopes are never cut short"))] = 200,
+    cursor: Annotated[str | None, Query(description=(
+        "`next_cursor` of the previous page of `closed` or `all`"))] = None,
 ) -> dict[str, Any]:
-    """The queue, most urgent first. `active` = open plus completed (not yet closed)."""
-    states: tuple[str, ...] | None = {
-        "open": tuple(OPEN_STATES),
-        "active": (*OPEN_STATES, AlarmState.COMPLETED),
-        "all": None,
-    }[scope]
-    after = state.rules.timers.reminder_after
+    """The queue, or a page of history.
 
-    def load(s: Session) -> list[dict[str, Any]]:
+    `open` and `active` (open plus completed, not yet closed) return every such alarm,
+    most urgent first, however many there are. `closed` and `all` return the newest
+    alarms first, `limit` at a time; `next_cursor` (null on the last page) fetches the
+    next page. The cursor is keyed on the alarm id, so alarms added or closed meanwhile
+    never shift a page: nothing is shown twice and nothing older is skipped.
+    """
+    after = state.rules.timers.reminder_after
+    role = user.role
+    if scope in QUEUE_SCOPES:
+        if cursor is not None:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                                f"scope={scope} is the whole queue and has no pages; "
+                                "cursor applies to scope=closed and scope=all")
+        states: tuple[str, ...] | None = QUEUE_SCOPES[scope]
+        before, size = None, None
+    else:
+        states = HISTORY_SCOPES[scope]
+        before, size = (None if cursor is None else _cursor_id(cursor)), limit
+
+    def load(s: Session) -> tuple[list[dict[str, Any]], str | None]:
+        # One query for the alarms, one per relation for their sites and customers (no
+        # N+1); views are built, masked and sorted here, off the event loop.
         q = select(Alarm).options(selectinload(Alarm.site), selectinload(Alarm.customer))
         if states is not None:
             q = q.where(Alarm.state.in_(states))
-        q = q.order_by(Alarm.id.desc()).limit(max(1, min(limit, 1000)))
-        return [alarm_view(a, after) for a in s.execute(q).scalars()]
+        if size is None:
+            views = sorted((alarm_view(a, after) for a in s.execute(q).scalars()),
+                           key=urgency_key)
+            return [masked(v, role) for v in views], None
+        if before is not None:
+            q = q.where(Alarm.id < before)
+        rows = list(s.execute(q.order_by(Alarm.id.desc()).limit(size + 1)).scalars())
+        more = len(rows) > size
+        rows = rows[:size]
+        next_cursor = str(rows[-1].id) if more else None
+        return [masked(alarm_view(a, after), role) for a in rows], next_cursor
 
-    views = sorted(await state.db.read(load), key=urgency_key)
+    alarms, next_cursor = await state.db.read(load)
     return {
         "server_time": state.clock.now().isoformat(),
         "reminder_after_s": after.total_seconds(),
-        "alarms": [masked(v, user.role) for v in views],
+        "scope": scope,
+        "alarms": alarms,
+        "next_cursor": next_cursor,
     }
 
 

@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from core.clock import FakeClock
 from core import inbox
+from core.clock import FakeClock
 from core.db import Database
 from core.inbox import DeviceEventRow, Incoming, Stored, append_events
 from devices import scaip

@@ -13,6 +13,8 @@ const SOUND_KEY = "trygg.sound";
 const SAFETY_REFETCH_MS = 60000; // belt and braces next to the live feed
 const READY_POLL_MS = 15000;
 const NEW_HIGHLIGHT_MS = 12000;
+const BUILD_PER_SLICE = 150; // new cards per task: a full queue's first load in slices
+const HISTORY_PAGE = 50;
 
 const $ = (id) => document.getElementById(id);
 
@@ -32,6 +34,7 @@ const S = {
   timers: [],
   renderQueued: false,
   details: null, // id of the alarm open in the details dialog
+  history: { cursor: null, seq: 0 }, // the closed list: next page, and which opening it is
   sound: localStorage.getItem(SOUND_KEY) === "on",
   audio: null,
   lastTitle: "",
@@ -189,6 +192,7 @@ function stopApp() {
   S.cards.clear();
   S.fresh.clear();
   $("queue").replaceChildren();
+  resetHistory();
   for (const d of document.querySelectorAll("dialog[open]")) d.close();
 }
 
@@ -314,6 +318,12 @@ function queueRender() {
   });
 }
 
+/**
+ * Put the cards in urgency order, building or refilling only those whose alarm changed:
+ * a live update of a 1,500-alarm queue touches one card and moves a few.
+ * Building many new cards at once (the first load of a full queue) goes in slices, most
+ * urgent first, so the top of the queue shows at once and the page stays responsive.
+ */
 function render() {
   const list = $("queue");
   const sorted = [...S.alarms.values()].sort(compareUrgency);
@@ -327,20 +337,34 @@ function render() {
       S.cards.delete(id);
     }
   }
-  sorted.forEach((view, index) => {
-    const sig = JSON.stringify(view);
+  // Nobody watches a hidden tab: build everything at once there, since its timers are
+  // throttled and slices would trickle in for minutes.
+  let budget = document.hidden ? Infinity : BUILD_PER_SLICE;
+  let done = true;
+  for (let index = 0; index < sorted.length; index++) {
+    const view = sorted[index];
     let card = S.cards.get(view.id);
     if (!card) {
-      card = { el: h("li", { class: "alarm", tabindex: "-1" }), sig: "" };
+      if (budget-- <= 0) {
+        done = false; // the cards from here on follow in the next slice
+        break;
+      }
+      card = { el: h("li", { class: "alarm", tabindex: "-1" }), view: null, sig: "", clock: null };
       S.cards.set(view.id, card);
     }
-    if (card.sig !== sig) {
-      fillCard(card.el, view);
-      card.sig = sig;
+    // Every live update and list fetch stores a new object; only a changed one is refilled.
+    if (card.view !== view) {
+      card.view = view;
+      const sig = JSON.stringify(view);
+      if (card.sig !== sig) {
+        card.clock = fillCard(card.el, view);
+        card.sig = sig;
+      }
     }
     const at = list.children[index];
     if (at !== card.el) list.insertBefore(card.el, at || null);
-  });
+  }
+  if (!done) setTimeout(queueRender, 0);
 
   // Keep keyboard focus where it was when a card was rebuilt or moved.
   if (focusCard && focusCard.isConnected && !focusCard.contains(document.activeElement)) {
@@ -369,11 +393,13 @@ function fillCard(li, v) {
 
   // 1. the clock
   let clock;
+  let countdownParts = null;
   if (awaiting && v.deadline_at) {
+    const label = h("span", { class: "clock-label", dataset: { role: "clock-label" } }, "To 30-min mark");
+    const value = h("span", { class: "clock-value countdown", dataset: { role: "countdown" } }, "--:--");
     clock = h("div", { class: "col clock", dataset: { deadline: v.deadline_at } },
-      h("span", { class: "clock-label", dataset: { role: "clock-label" } }, "To 30-min mark"),
-      h("span", { class: "clock-value countdown", dataset: { role: "countdown" } }, "--:--"),
-      h("span", { class: "clock-sub" }, `Received ${clockTime(v.received_at)}`));
+      label, value, h("span", { class: "clock-sub" }, `Received ${clockTime(v.received_at)}`));
+    countdownParts = { deadline: v.deadline_at, label, value };
   } else if (v.state === "on_site") {
     clock = h("div", { class: "col clock clock-done" },
       h("span", { class: "clock-label" }, "On site since"),
@@ -440,6 +466,7 @@ function fillCard(li, v) {
   const actions = h("div", { class: "col actions" }, actionButtons(v, false));
 
   li.replaceChildren(clock, who, team, status, actions);
+  return countdownParts;
 }
 
 function actionButtons(v, inDetails) {
@@ -474,14 +501,12 @@ function tick() {
   const now = serverNow();
   let overdue = 0;
   for (const [id, card] of S.cards) {
-    const clock = card.el.querySelector(".clock[data-deadline]");
+    const clock = card.clock;
     if (clock) {
-      const c = countdown(clock.dataset.deadline, now);
-      const value = clock.querySelector('[data-role="countdown"]');
-      if (value.textContent !== c.text) value.textContent = c.text;
-      const label = clock.querySelector('[data-role="clock-label"]');
+      const c = countdown(clock.deadline, now);
+      if (clock.value.textContent !== c.text) clock.value.textContent = c.text;
       const labelText = c.level === "overdue" ? "Overdue" : "To 30-min mark";
-      if (label.textContent !== labelText) label.textContent = labelText;
+      if (clock.label.textContent !== labelText) clock.label.textContent = labelText;
       card.el.classList.toggle("level-warn", c.level === "warn");
       card.el.classList.toggle("level-overdue", c.level === "overdue");
       if (c.level === "overdue") overdue += 1;
@@ -538,10 +563,13 @@ function runAction(id, action, button) {
 function restoreFocus() {
   if (!returnFocus) return;
   const card = S.cards.get(returnFocus.id);
+  const closed = document.querySelector(`#history-list li[data-id="${returnFocus.id}"] button`);
   if (card && card.el.isConnected) {
     const b = card.el.querySelector(`[data-action="${returnFocus.action}"]`) ||
       card.el.querySelector("[data-action]");
     (b || card.el).focus();
+  } else if (closed) {
+    closed.focus();
   } else {
     $("queue-title").focus();
   }
@@ -816,6 +844,67 @@ function onDetailsAction(event) {
   runAction(id, button.dataset.action, button);
 }
 
+// -- closed alarms ---------------------------------------------------------------------------
+
+function resetHistory() {
+  S.history.seq += 1; // a page still on its way belongs to the old list
+  S.history.cursor = null;
+  $("history-list").replaceChildren();
+  $("history-more").hidden = true;
+  $("history-status").textContent = "";
+  $("history").open = false;
+}
+
+/** The next page of closed alarms (the first when `fresh`), by the server's cursor. */
+async function loadHistory(fresh) {
+  const list = $("history-list");
+  const more = $("history-more");
+  if (fresh) {
+    S.history.seq += 1;
+    S.history.cursor = null;
+    list.replaceChildren();
+  }
+  const seq = S.history.seq;
+  const cursor = S.history.cursor ? `&cursor=${encodeURIComponent(S.history.cursor)}` : "";
+  more.disabled = true;
+  $("history-status").textContent = "Loading…";
+  let res;
+  try {
+    res = await api(`/api/alarms?scope=closed&limit=${HISTORY_PAGE}${cursor}`);
+  } catch (e) {
+    if (e instanceof SignedOut) return;
+    throw e;
+  }
+  if (seq !== S.history.seq) return;
+  more.disabled = false;
+  if (!res.ok) {
+    $("history-status").textContent = failureText(res);
+    return;
+  }
+  list.append(...res.body.alarms.map(historyRow));
+  S.history.cursor = res.body.next_cursor;
+  more.hidden = !S.history.cursor;
+  const n = list.children.length;
+  $("history-status").textContent = !n ? "No closed alarms yet."
+    : S.history.cursor ? `The ${n} most recent.` : `All ${n} closed alarms.`;
+}
+
+function historyRow(v) {
+  const how = v.closed_via === "phone" ? "Phone kvittering" : "Visit, closed";
+  return h("li", { class: "history-row", dataset: { id: v.id, cid: v.cid } },
+    h("span", { class: "num muted" }, `#${v.id}`),
+    h("span", { class: "num" }, dateTime(v.closed_at)),
+    h("span", {}, v.unknown_device ? `Unknown device ${v.cid}` : v.customer?.name || `Unit ${v.cid}`),
+    h("span", { class: "muted" }, [how, v.closed_by && `by ${v.closed_by}`].filter(Boolean).join(" ")),
+    h("button", { type: "button", class: "btn btn-quiet btn-small", dataset: { action: "details" } },
+      "Details", hidden(` alarm ${v.id}`)));
+}
+
+function onHistoryClick(event) {
+  const button = event.target.closest("button[data-action]");
+  if (button) runAction(Number(button.closest("li").dataset.id), button.dataset.action, button);
+}
+
 // -- feedback -------------------------------------------------------------------------------
 
 function toast(text, kind = "info") {
@@ -878,6 +967,9 @@ function wire() {
   $("signin-form").addEventListener("submit", onSignIn);
   $("signout").addEventListener("click", () => signOut("You have signed out."));
   $("queue").addEventListener("click", onQueueClick);
+  $("history").addEventListener("toggle", () => { if ($("history").open) loadHistory(true); });
+  $("history-more").addEventListener("click", () => loadHistory(false));
+  $("history-list").addEventListener("click", onHistoryClick);
   $("accept-form").addEventListener("submit", onAcceptSubmit);
   $("kvitt-form").addEventListener("submit", onKvittSubmit);
   for (const [field, error] of [["accept-name", "accept-error"], ["kvitt-reason", "kvitt-error"]]) {

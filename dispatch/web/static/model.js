@@ -34,9 +34,22 @@ export function urgencyKey(v) {
   return [openRank, noTeam, deadline, -(v.priority || 0), -v.id];
 }
 
+// Views are never changed once held (an update brings a new object), so each one's key
+// is worked out once, not at every one of the ~16,000 comparisons of a 1,500-alarm sort.
+const keys = new WeakMap();
+
+function keyOf(v) {
+  let key = keys.get(v);
+  if (key === undefined) {
+    key = urgencyKey(v);
+    keys.set(v, key);
+  }
+  return key;
+}
+
 export function compareUrgency(a, b) {
-  const ka = urgencyKey(a);
-  const kb = urgencyKey(b);
+  const ka = keyOf(a);
+  const kb = keyOf(b);
   for (let i = 0; i < ka.length; i++) {
     if (ka[i] < kb[i]) return -1;
     if (ka[i] > kb[i]) return 1;

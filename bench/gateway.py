@@ -115,7 +115,8 @@ async def _main(spec: GatewaySpec, conn: Connection) -> None:
             # and seeded the registry (one long transaction the gateway would wait behind).
             await _wait_ready(dispatch_port, dispatch)
             async with Service(settings, roles={Role.GATEWAY}) as service:
-                await _serve(conn, service.wait())
+                await _serve(conn, service.wait(),
+                             {"dispatch_pid": dispatch.pid, "dispatch_port": dispatch_port})
         finally:
             dispatch.terminate()
             dispatch.wait(20)
@@ -187,11 +188,12 @@ class _IngestOnly:
         self.db.close()
 
 
-async def _serve(conn: Connection, wait: Any) -> None:
-    """Report ready, then answer the parent's "stats" until it says "stop"."""
+async def _serve(conn: Connection, wait: Any, info: dict[str, Any] | None = None) -> None:
+    """Report ready (with the dispatch process's pid and HTTP port when there is one), then
+    answer the parent's "stats" until it says "stop"."""
     loop = asyncio.get_running_loop()
     commands: asyncio.Queue[Any] = asyncio.Queue()
-    conn.send(("ready", {"pid": os.getpid()}))
+    conn.send(("ready", {"pid": os.getpid(), **(info or {})}))
     loop.add_reader(conn.fileno(), lambda: commands.put_nowait(conn.recv()))
     failed = asyncio.ensure_future(wait)
     try:

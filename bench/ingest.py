@@ -8,10 +8,13 @@ Starts a Mosquitto (TCP_NODELAY on) and, one after the other, each in its own pr
    loop: throughput of answered, committed alarms; then a database check that every
    answered request is a stored row and nothing else is;
 3. a fresh gateway under an open-loop `--rate` alarms/s: latency send -> answer;
-4. with `--postgres URL`, steps 2 and 3 again on PostgreSQL (a fresh schema, dropped after).
+4. with `--postgres URL`, steps 2 and 3 again on PostgreSQL (a fresh schema, dropped after);
+5. with `--prefill N`, each throughput and latency run also on a database whose event log
+   already holds N processed events (bench/prefill.py), right after its empty-log run,
+   and the two compared (target: throughput and p99 within 10 %).
 
 The device side (paho, TCP_NODELAY) always runs in a process of its own. Prints a final
-table with the targets: gateway >= 0.5 x bare aiomqtt, p99 <= 50 ms at 1,000 alarms/s.
+table with the targets: gateway >= 0.5 x bare aiomqtt, p99 <= 20 ms at 1,000 alarms/s.
 Exit status: 0 all targets met, 1 a target missed, 2 the benchmark could not run.
 """
 
@@ -40,7 +43,8 @@ from bench.loadgen import LoadResult, LoadSpec
 from bench.loadgen import run as run_loadgen
 
 TARGET_RATIO = 0.5
-TARGET_P99_MS = 50.0
+TARGET_P99_MS = 20.0  # the issue's target at 1,000/s (it was 50 ms before issue 5)
+TARGET_PREFILL_RATIO = 0.9  # prefilled log: throughput and p99 within 10 % of the empty log's
 PY_SPY_RATE = 250
 NOISY_OTHERS_PCT = 25.0  # % of one core used by other processes that makes a window "noisy"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -651,7 +655,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--profile", metavar="DIR", type=Path, default=None,
                    help="record the gateway with py-spy during each measured window, "
                         "write raw stacks to DIR and print a summary")
+    p.add_argument("--prefill", type=float, default=0, metavar="N",
+                   help="also run the throughput and latency runs on a database whose event "
+                        "log already holds N processed events (e.g. 10000000 or 1e7), each "
+                        "right after its empty-log run, and compare (target: within 10 %%)")
+    p.add_argument("--prefill-cids", type=int, default=100_000, metavar="N",
+                   help="distinct units the prefilled events are spread over (default 100000)")
+    p.add_argument("--prefill-cache", type=Path, default=Path("/tmp/trygg-bench-prefill"),
+                   metavar="DIR",
+                   help="SQLite: keep the prefilled template file here and copy it for each "
+                        "run (default /tmp/trygg-bench-prefill; keyed by migration head and N)")
+    p.add_argument("--no-prefill-cache", action="store_true",
+                   help="SQLite: generate the prefilled file for each run, keep nothing")
     args = p.parse_args(argv)
+    args.prefill = int(args.prefill)
+    if args.no_prefill_cache:
+        args.prefill_cache = None
     if args.window > args.cids:
         p.error("--window must not exceed --cids (one outstanding request per unit)")
     return args
@@ -676,6 +695,10 @@ def main(argv: list[str] | None = None) -> int:
           f"each routed to a team), pendant alarms (dty 0003), QoS 1 both ways; "
           f"closed loop window {args.window}; {args.warmup:g} s warm-up + {args.duration:g} s "
           f"measured per run; latency run open loop at {args.rate:g}/s")
+    if args.prefill:
+        print(f"prefill: {args.prefill:,} processed events over {args.prefill_cids:,} units in "
+              f"the last 80 days, for a second throughput and latency run per database "
+              f"(bench/prefill.py; SQLite template cache: {args.prefill_cache or 'off'})")
     backends: list[tuple[str, str | None]] = []
     if not args.skip_sqlite:
         backends.append(("sqlite", None))
@@ -702,20 +725,34 @@ def main(argv: list[str] | None = None) -> int:
             gateway_runs: dict[str, tuple[GatewayRun, GatewayRun]] = {}
             ingest_only_runs: dict[str, tuple[GatewayRun, GatewayRun]] = {}
             for step, (backend, pg_url) in enumerate(backends):
-                schema = None
                 try:
-                    urls, where = _databases(pg_url, tmp, args.ingest_only)
-                    print(f"\n[{2 + step}/{1 + len(backends)}] the gateway on {backend} "
-                          f"({where})")
-                    tput = bench_gateway(ctx, f"{backend}-throughput", broker, urls[0], opts,
-                                         config, tmp, mosq_pid, open_loop=False, prefix="T")
-                    print_load(f"gateway, closed loop (window {args.window})", tput.load)
-                    print_gateway(tput)
-                    lat = bench_gateway(ctx, f"{backend}-latency", broker, urls[1], opts,
-                                        config, tmp, mosq_pid, open_loop=True, prefix="L")
-                    print_load(f"gateway, open loop at {args.rate:g}/s", lat.load)
-                    print_gateway(lat)
-                    gateway_runs[backend] = (tput, lat)
+                    print(f"\n[{2 + step}/{1 + len(backends)}] the gateway on {backend}")
+                    dbs = _databases(pg_url, tmp, args.ingest_only, args.prefill,
+                                     args.prefill_cache, args.prefill_cids)
+                    for line in dbs.where:
+                        print(f"  {line}")
+                    # With --prefill the runs alternate empty / prefilled, so that the two
+                    # figures compared are as close in time (and machine noise) as can be.
+                    variants = [("", dbs.empty)] + ([(f"+{_count(args.prefill)}", dbs.full)]
+                                                    if dbs.full else [])
+                    tputs: dict[str, GatewayRun] = {}
+                    for suffix, urls in variants:
+                        label = f"{backend}{suffix}"
+                        tput = bench_gateway(ctx, f"{label}-throughput", broker, urls[0],
+                                             opts, config, tmp, mosq_pid, open_loop=False,
+                                             prefix="T")
+                        print_load(f"gateway ({label}), closed loop (window {args.window})",
+                                   tput.load)
+                        print_gateway(tput)
+                        tputs[suffix] = tput
+                    for suffix, urls in variants:
+                        label = f"{backend}{suffix}"
+                        lat = bench_gateway(ctx, f"{label}-latency", broker, urls[1], opts,
+                                            config, tmp, mosq_pid, open_loop=True, prefix="L")
+                        print_load(f"gateway ({label}), open loop at {args.rate:g}/s", lat.load)
+                        print_gateway(lat)
+                        gateway_runs[label] = (tputs[suffix], lat)
+                    urls = dbs.empty
                     if args.ingest_only:
                         only = bench_gateway(ctx, f"{backend}-ingest-only-throughput", broker,
                                              urls[2], opts, config, tmp, mosq_pid,
@@ -763,19 +800,64 @@ def _workdir(keep: bool) -> Iterator[Path]:
 RUN_NAMES = ("throughput", "latency", "ingest-only-throughput", "ingest-only-latency")
 
 
-def _databases(pg_url: str | None, tmp: Path, ingest_only: bool) -> tuple[list[str], str]:
-    """A fresh, empty database per gateway run (see RUN_NAMES), and where they are."""
+@dataclass
+class Databases:
+    empty: list[str]           # one fresh, empty database per run (RUN_NAMES)
+    full: list[str] | None     # --prefill: the throughput and latency runs' prefilled ones
+    where: list[str]
+
+
+def _count(n: int) -> str:
+    return f"{n / 1e6:g}M" if n >= 1_000_000 else f"{n / 1e3:g}k" if n >= 1000 else str(n)
+
+
+def _databases(pg_url: str | None, tmp: Path, ingest_only: bool, prefill: int,
+               cache: Path | None, prefill_cids: int) -> Databases:
+    """A fresh database per gateway run (see RUN_NAMES), and where they are; with
+    `prefill`, also a prefilled one for the throughput and the latency run."""
+    from bench import prefill as pf
+
     names = RUN_NAMES if ingest_only else RUN_NAMES[:2]
+    where: list[str] = []
+    full: list[str] | None = None
     if pg_url is None:
-        return ([f"sqlite:///{tmp / f'{n}.db'}" for n in names],
-                f"temp SQLite files in {tmp}, WAL, synchronous=FULL")
-    urls = []
-    for _ in names:
-        schema = f"trygg_bench_{secrets.token_hex(4)}"
-        pg_schema(pg_url, schema, create=True)
-        _PG_SCHEMAS.append(schema)
-        urls.append(pg_schema_url(pg_url, schema))
-    return urls, f"fresh schemas {', '.join(_PG_SCHEMAS)}, dropped afterwards"
+        empty = [f"sqlite:///{tmp / f'{n}.db'}" for n in names]
+        where.append(f"temp SQLite files in {tmp}, WAL, synchronous=FULL")
+        if prefill:
+            full = []
+            for n in RUN_NAMES[:2]:
+                path = tmp / f"{n}-prefilled.db"
+                how = pf.sqlite_prefilled(path, prefill, cache, _say, prefill_cids)
+                full.append(f"sqlite:///{path}")
+                where.append(f"{path.name}: {prefill:,} processed events, {how}")
+    else:
+        empty = [_new_schema(pg_url) for _ in names]
+        if prefill:
+            full = []
+            for _ in RUN_NAMES[:2]:
+                url = _new_schema(pg_url)
+                how = pf.pg_prefill(url, prefill, _say, prefill_cids)
+                full.append(url)
+                where.append(f"schema {_PG_SCHEMAS[-1]}: {prefill:,} processed events, {how}")
+        where.insert(0, f"fresh schemas {', '.join(_PG_SCHEMAS)}, dropped afterwards")
+    if prefill:
+        # Let the prefill's gigabytes reach the disk now, not during a measured window
+        # (the gateway fsyncs every commit).
+        t0 = time.perf_counter()
+        os.sync()
+        where.append(f"sync after the prefill: {time.perf_counter() - t0:.1f} s")
+    return Databases(empty, full, where)
+
+
+def _new_schema(pg_url: str) -> str:
+    schema = f"trygg_bench_{secrets.token_hex(4)}"
+    pg_schema(pg_url, schema, create=True)
+    _PG_SCHEMAS.append(schema)
+    return pg_schema_url(pg_url, schema)
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
 
 
 def print_summary(aio: LoadRun, paho: LoadRun,
@@ -827,6 +909,25 @@ def print_summary(aio: LoadRun, paho: LoadRun,
                          f"{pct(ov, 50):.1f} / {pct(ov, 99):.1f} ms "
                          f"({only_lat.load.result.throughput:,.0f}/s)",
                          "(not a target)", ""))
+    # --prefill: each backend's prefilled runs against its empty-log runs of this invocation.
+    for backend, (tput, lat) in gateway_runs.items():
+        if "+" not in backend:
+            continue
+        base = gateway_runs.get(backend.split("+")[0])
+        if base is None:
+            continue
+        g0, g1 = base[0].load.result.throughput, tput.load.result.throughput
+        p0 = pct(sorted(base[1].load.result.latencies_ms), 99)
+        p1 = pct(sorted(lat.load.result.latencies_ms), 99)
+        t_ok = g0 > 0 and g1 >= TARGET_PREFILL_RATIO * g0
+        l_ok = p1 <= p0 / TARGET_PREFILL_RATIO
+        rows.append((f"{backend} vs empty: throughput", f"{g1:,.0f} vs {g0:,.0f}/s = "
+                     f"{g1 / g0:.2f}" if g0 else "-", f">= {TARGET_PREFILL_RATIO:g} x empty",
+                     "PASS" if t_ok else "FAIL"))
+        rows.append((f"{backend} vs empty: p99 at {rate:g}/s", f"{p1:.1f} vs {p0:.1f} ms = "
+                     f"{p1 / p0:.2f}" if p0 else "-",
+                     f"<= {1 / TARGET_PREFILL_RATIO:.2f} x empty", "PASS" if l_ok else "FAIL"))
+        ok = ok and t_ok and l_ok
     w = [max(len(r[i]) for r in rows) for i in range(4)]
     line = "+-" + "-+-".join("-" * x for x in w) + "-+"
     print("\n" + line)

@@ -37,7 +37,7 @@ class Settings(BaseSettings):
     mqtt_url: str | None = None
     mqtt_topic_root: str = "trygg/v1"
     embedded_mqtt_port: int = 1884
-    database_url: str = "sqlite:///core.db"
+    database_url: str = DEFAULT_DATABASE_URL
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8080, ge=1, le=65535)
     # Where `trygg run` puts its gateway process's /healthz, /readyz, /metrics

@@ -1,9 +1,15 @@
-"""Operators and admins, and their bearer tokens (stored only as SHA-256 digests)."""
+"""Operators and admins, and their bearer tokens (stored only as SHA-256 digests).
+
+TryggError
+ ├── UserExists     a user of that name exists already
+ └── InvalidName    a user name that is empty, blank or holds control characters
+"""
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+import unicodedata
 from datetime import datetime
 from typing import Literal
 
@@ -21,6 +27,22 @@ class UserExists(TryggError):
     pass
 
 
+class InvalidName(TryggError):
+    """A name nobody could read back or type: empty, blank, or holding control characters."""
+
+    def __init__(self, name: str, why: str) -> None:
+        # repr() shows a newline or an escape as such, so the message stays one line.
+        super().__init__(f"user name {name!r} {why}; give the name the user is known by")
+        self.name = name
+
+
+def _check_name(name: str) -> None:
+    if not name.strip():
+        raise InvalidName(name, "is empty" if not name else "is only blanks")
+    if any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in name):
+        raise InvalidName(name, "holds control characters")
+
+
 def digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -29,6 +51,7 @@ def add_user(session: Session, name: str, role: Role, now: datetime) -> str:
     """Create a user and return its token; the token is shown once and never stored."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
+    _check_name(name)
     if session.execute(select(User).where(User.name == name)).scalar_one_or_none():
         raise UserExists(f"user {name!r} exists already")
     token = secrets.token_urlsafe(32)
@@ -47,5 +70,8 @@ def rotate_token(session: Session, name: str, role: Role, now: datetime) -> str:
 
 
 def user_for_token(session: Session, token: str) -> User | None:
+    """The one answer to "whom does this token sign in?": the API's sign-in and every open
+    live stream ask it, so a user refused here (removed, given a new token) is refused
+    everywhere at once."""
     return session.execute(
         select(User).where(User.token_hash == digest(token))).scalar_one_or_none()

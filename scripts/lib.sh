@@ -1,4 +1,4 @@
-# Shared by scripts/run and scripts/test: find Python 3.11, make the venv, install what is missing.
+# Shared by scripts/run and scripts/test: find Python 3.11-3.13, make the venv, install what is missing.
 # Sourced, not run. Every step checks first, so a second run costs seconds.
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -25,12 +25,16 @@ apt_install() {
 }
 
 find_python() {
-  for candidate in python3.11 python3; do
-    if command -v "$candidate" >/dev/null && "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+  # Tested on 3.11 (preferred when present); 3.12 and 3.13 are accepted.
+  local candidate
+  for candidate in python3.11 python3.13 python3.12 python3; do
+    if command -v "$candidate" >/dev/null && "$candidate" -c 'import sys; sys.exit(not (3, 11) <= sys.version_info[:2] <= (3, 13))' 2>/dev/null; then
       command -v "$candidate"; return 0
     fi
   done
-  echo "Trygg needs Python 3.11 (python3.11 or python3 on PATH)" >&2
+  local found="no python3 on PATH"
+  command -v python3 >/dev/null && found="python3 is $(python3 --version 2>&1)"
+  echo "Trygg needs Python 3.11, 3.12 or 3.13 as python3.11, python3.12, python3.13 or python3 ($found)" >&2
   return 1
 }
 

@@ -28,7 +28,7 @@ def broker() -> Iterator[Broker]:
 
 @pytest.fixture
 def sqlite_database_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'core.db'}"
+    return f"sqlite:///{tmp_path / 'trygg.db'}"
 
 
 @pytest.fixture

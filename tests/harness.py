@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,31 @@ from core.settings import Settings
 from dispatch.users import add_user
 from tests.brokers import Broker, free_port
 from trygg.runtime import Service
+
+# The service's clock in tests: never the hour the test happens to run at. A Monday in
+# November (CET, UTC+1), inside and outside the day providers' 07:00-22:00.
+MONDAY_10_LOCAL = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)  # 10:00 in Stockholm: day
+MONDAY_23_LOCAL = datetime(2026, 11, 23, 22, 0, tzinfo=UTC)  # 23:00 in Stockholm: night
+
+
+class ShiftedClock:
+    """Starts at a chosen instant and then moves with real elapsed (monotonic) time.
+
+    For tests where time has to pass on its own, such as a dashboard counting down to a
+    deadline, but must not depend on the hour or the date the test is run at.
+    """
+
+    def __init__(self, start: datetime) -> None:
+        if start.tzinfo is None:
+            raise ValueError("ShiftedClock needs an aware datetime")
+        self._start = start.astimezone(UTC)
+        self._origin = time.monotonic()
+
+    def now(self) -> datetime:
+        return self._start + timedelta(seconds=time.monotonic() - self._origin)
+
+    def advance(self, delta: timedelta) -> None:
+        self._start += delta
 
 
 def test_settings(broker: Broker, database_url: str, **overrides: Any) -> Settings:
@@ -35,6 +62,9 @@ def test_settings(broker: Broker, database_url: str, **overrides: Any) -> Settin
 @contextlib.asynccontextmanager
 async def running_service(settings: Settings, *, clock: Clock | None = None,
                           run_timer_loop: bool = True) -> AsyncIterator[Service]:
+    """The whole service in this process. Without a `clock` it runs on a ShiftedClock from
+    a weekday morning, never on the wall clock: a test passes at 03:00 as at noon."""
+    clock = clock or ShiftedClock(MONDAY_10_LOCAL)
     async with Service(settings, clock=clock, run_timer_loop=run_timer_loop) as service:
         yield service
 
@@ -92,7 +122,7 @@ async def _cancel(task: asyncio.Task[None]) -> None:
 
 
 def sqlite_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'core.db'}"
+    return f"sqlite:///{tmp_path / 'trygg.db'}"
 
 
 test_settings.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test

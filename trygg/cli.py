@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import json
 import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -21,6 +23,50 @@ from dispatch.users import ROLES, add_user, rotate_token
 from trygg.migrations import upgrade
 from trygg.runtime import Role, Service
 from trygg.supervise import GatewayProcess, stop_when_orphaned
+
+
+class PortUnavailable(TryggError):
+    """`trygg run` cannot listen where it was told to: said in one line, before starting."""
+
+    def __init__(self, host: str, port: int, setting: str, reason: str) -> None:
+        advice = f"set {setting} to use another"
+        if setting == "TRYGG_EMBEDDED_MQTT_PORT":
+            advice += ", or TRYGG_MQTT_URL to use a broker of your own"
+        super().__init__(f"port {port} on {host} {reason}; {advice}")
+        self.host = host
+        self.port = port
+        self.setting = setting
+
+
+def _ports_to_listen_on(settings: Settings, args: argparse.Namespace
+                        ) -> list[tuple[str, int, str]]:
+    """(host, port, the variable that moves it) for everything this `trygg run` listens on."""
+    ports = [(settings.http_host, settings.http_port, "TRYGG_HTTP_PORT")]
+    if args.role == "gateway":
+        return ports
+    if args.role == "all" and not args.single_process:
+        ports.append((settings.http_host, GatewayProcess(settings).http_port,
+                      "TRYGG_GATEWAY_HTTP_PORT"))
+    if settings.mqtt is None:
+        ports.append(("127.0.0.1", settings.embedded_mqtt_port, "TRYGG_EMBEDDED_MQTT_PORT"))
+    return ports
+
+
+def check_ports_free(settings: Settings, args: argparse.Namespace) -> None:
+    """Bind each port for a moment, as uvicorn and the broker will (SO_REUSEADDR)."""
+    for host, port, setting in _ports_to_listen_on(settings, args):
+        if not 0 < port < 65536:
+            raise PortUnavailable(host, port, setting, "is not a port number")
+        try:
+            family, kind, proto, _, address = socket.getaddrinfo(
+                host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+            with socket.socket(family, kind, proto) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind(address)
+        except OSError as exc:
+            reason = ("is in use (is Trygg already running?)" if exc.errno == errno.EADDRINUSE
+                      else f"cannot be listened on ({exc.strerror or exc})")
+            raise PortUnavailable(host, port, setting, reason) from exc
 
 
 def _open_db(settings: Settings) -> Database:
@@ -96,7 +142,7 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
         # By default the gateway runs as a child process with its own interpreter: it
         # keeps answering devices whatever dispatch is doing (see trygg.runtime).
         gateway = GatewayProcess(settings) if args.role == "all" else None
-        readiness = {"gateway_process": gateway.alive} if gateway else {}
+        readiness = {"gateway_process": gateway.ready} if gateway else {}
         async with (Service(settings, roles={Role.DISPATCH}, readiness=readiness) as service,
                     gateway or contextlib.nullcontext()):
             await _serve(service, settings, args)
@@ -148,6 +194,7 @@ def _print_demo_sign_in(service: Service) -> None:
 
 
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
+    check_ports_free(settings, args)
     with contextlib.suppress(KeyboardInterrupt):
         return asyncio.run(_run(settings, args))
     return 0

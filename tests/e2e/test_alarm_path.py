@@ -11,7 +11,7 @@ import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import aiomqtt
@@ -21,12 +21,16 @@ import pytest
 from core.clock import FakeClock
 from simulator import DeviceLink, SimulatedBaseUnit
 from tests.brokers import Broker
-from tests.harness import api, make_token, running_service, test_settings
+from tests.harness import (
+    MONDAY_10_LOCAL,
+    MONDAY_23_LOCAL,
+    api,
+    make_token,
+    running_service,
+    test_settings,
+)
 
 pytestmark = pytest.mark.mqtt
-
-MONDAY_10_LOCAL = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)  # 10:00 in Stockholm (CET)
-MONDAY_23_LOCAL = datetime(2026, 11, 23, 22, 0, tzinfo=UTC)  # 23:00 in Stockholm
 
 
 async def wait_for_alarm(client: httpx.AsyncClient, cid: str, *, state: str | None = None,
@@ -174,8 +178,8 @@ async def test_check_in_without_an_open_alarm_is_recorded_not_refused(
     from dispatch.models import PresenceRecord
 
     settings = test_settings(broker, sqlite_database_url)
-    async with running_service(settings) as service, DeviceLink(
-            broker.host, broker.port, root=settings.mqtt_topic_root) as link:
+    async with running_service(settings, clock=FakeClock(MONDAY_10_LOCAL)) as service, \
+            DeviceLink(broker.host, broker.port, root=settings.mqtt_topic_root) as link:
         answer = await SimulatedBaseUnit("100004", link).check_in()
         await service.dispatcher.process_events()
         records = service.db.transaction(

@@ -13,7 +13,7 @@ import os
 import re
 import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,15 @@ from sqlalchemy import delete
 from dispatch.models import User
 from simulator import DeviceLink, SimulatedBaseUnit
 from tests.brokers import Broker
-from tests.harness import api, make_token, running_service, sqlite_url, test_settings
+from tests.harness import (
+    MONDAY_10_LOCAL,
+    ShiftedClock,
+    api,
+    make_token,
+    running_service,
+    sqlite_url,
+    test_settings,
+)
 from trygg.runtime import Service
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -51,7 +59,8 @@ CHROMIUM_ARGS = [
 async def service(broker: Broker, tmp_path_factory: pytest.TempPathFactory,
                   ) -> AsyncIterator[Service]:
     settings = test_settings(broker, sqlite_url(tmp_path_factory.mktemp("dashboard")))
-    async with running_service(settings) as svc:
+    # A weekday morning whatever the hour, with time moving for the countdowns.
+    async with running_service(settings, clock=ShiftedClock(MONDAY_10_LOCAL)) as svc:
         yield svc
 
 
@@ -341,7 +350,7 @@ async def test_queue_overview_with_every_kind_of_alarm(
 
     # Waiting half an hour is too slow for a test: let the list answer with two deadlines
     # moved (one 95 s past, one 7 min ahead) to see the clock turn red and amber.
-    now = datetime.now(UTC)
+    now = service.clock.now()  # the page counts down on the server's time
     moved = {"100006": now - timedelta(seconds=95), "100102": now + timedelta(minutes=7)}
 
     async def shift_deadlines(route: Route) -> None:

@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 import structlog
 from structlog.testing import capture_logs
 
+from core.clock import FakeClock
 from dispatch.config import load_config
 from simulator import DeviceLink, SimulatedBaseUnit
 from tests.brokers import Broker
-from tests.harness import api, make_token, running_service, test_settings
+from tests.harness import (
+    MONDAY_10_LOCAL,
+    MONDAY_23_LOCAL,
+    api,
+    make_token,
+    running_service,
+    test_settings,
+)
 
 pytestmark = pytest.mark.mqtt
 
@@ -32,13 +41,14 @@ def personal_strings() -> set[str]:
     return found
 
 
+@pytest.mark.parametrize("at", [MONDAY_10_LOCAL, MONDAY_23_LOCAL], ids=["day", "night"])
 async def test_a_whole_alarm_leaves_no_personal_data_in_the_logs(
-        broker: Broker, sqlite_database_url: str) -> None:
+        broker: Broker, sqlite_database_url: str, at: datetime) -> None:
     structlog.reset_defaults()
     settings = test_settings(broker, sqlite_database_url)
     with capture_logs() as logs:
-        async with running_service(settings) as service, DeviceLink(
-                broker.host, broker.port, root=settings.mqtt_topic_root) as link:
+        async with running_service(settings, clock=FakeClock(at)) as service, \
+                DeviceLink(broker.host, broker.port, root=settings.mqtt_topic_root) as link:
             client = api(service, make_token(service))
             unit = SimulatedBaseUnit("100001", link)
             await unit.press()

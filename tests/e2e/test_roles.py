@@ -15,7 +15,7 @@ import pytest
 from core.db import Database
 from simulator import DeviceLink, SimulatedBaseUnit
 from tests.brokers import Broker, free_port
-from tests.harness import api, make_token, test_settings
+from tests.harness import MONDAY_10_LOCAL, ShiftedClock, api, make_token, test_settings
 from trygg.migrations import upgrade
 from trygg.runtime import Role, Service
 
@@ -25,17 +25,18 @@ pytestmark = pytest.mark.mqtt
 async def test_gateway_answers_without_dispatch_and_dispatch_catches_up_later(
         broker: Broker, sqlite_database_url: str) -> None:
     settings = test_settings(broker, sqlite_database_url)
+    clock = ShiftedClock(MONDAY_10_LOCAL)  # one time for both roles, whatever the hour
     db = Database(sqlite_database_url)
     upgrade(db.engine)  # the gateway never migrates: dispatch (or `trygg migrate`) does
     db.close()
-    async with Service(settings, roles={Role.GATEWAY}) as gateway, DeviceLink(
+    async with Service(settings, roles={Role.GATEWAY}, clock=clock) as gateway, DeviceLink(
             broker.host, broker.port, root=settings.mqtt_topic_root) as link:
         answer = await SimulatedBaseUnit("100001", link).press()
         ops = api(gateway, None)
         ready = (await ops.get("/readyz")).json()
         no_api = await ops.get("/api/alarms")
         await ops.aclose()
-    async with Service(settings, roles={Role.DISPATCH}) as dispatch:
+    async with Service(settings, roles={Role.DISPATCH}, clock=clock) as dispatch:
         client = api(dispatch, make_token(dispatch))
         deadline = time.monotonic() + 5
         while not (alarms := (await client.get("/api/alarms")).json()["alarms"]):

@@ -37,7 +37,7 @@ def _templates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def _copy(template: Path, tmp_path: Path) -> Iterator[Database]:
-    path = tmp_path / "core.db"
+    path = tmp_path / "trygg.db"
     shutil.copyfile(template, path)
     database = Database(f"sqlite:///{path}")
     yield database

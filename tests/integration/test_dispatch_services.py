@@ -894,15 +894,22 @@ def test_check_in_pressed_in_the_same_batch_as_the_alarm_links_its_record(
 
 
 def test_inbox_metrics_show_events_waiting_and_how_long_the_oldest_has(
-        db: Database, clock: FakeClock) -> None:
-    from dispatch.metrics import AlarmStateCollector
+        db: Database, clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dispatch import metrics
 
+    class ScrapedFiveMinutesLater(datetime):
+        # The collector reads the time itself; the scrape must not depend on today's date.
+        @classmethod
+        def now(cls, tz: Any = None) -> datetime:  # type: ignore[override]
+            return T0 + minutes(5)
+
+    monkeypatch.setattr(metrics, "datetime", ScrapedFiveMinutesLater)
     store(db, clock, event(EventKind.ALARM), event(EventKind.CHECK_IN))
 
-    families = {f.name: f.samples[0].value for f in AlarmStateCollector(db).collect()
+    families = {f.name: f.samples[0].value for f in metrics.AlarmStateCollector(db).collect()
                 if f.name.startswith("trygg_inbox")}
     assert families["trygg_inbox_backlog"] == 2
-    assert families["trygg_inbox_oldest_age_seconds"] > 0
+    assert families["trygg_inbox_oldest_age_seconds"] == 5 * 60
 
 
 def test_a_pile_of_overdue_reminders_fires_over_several_sweeps_each_once(

@@ -11,7 +11,7 @@ from core.db import Base
 
 config = context.config
 engine = config.attributes.get("connection_engine") or create_engine(
-    config.get_main_option("sqlalchemy.url") or "sqlite:///core.db"
+    config.get_main_option("sqlalchemy.url") or "sqlite:///trygg.db"
 )
 
 with engine.connect() as connection:

@@ -77,7 +77,11 @@ def make_engine(url: str, *, for_writes: bool = False, **kwargs: Any) -> Engine:
         else:
             event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN"))
         return engine
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    # A database that is down must fail fast (a scrape, a sweep), not hang for minutes.
+    connect_args = kwargs.pop("connect_args", {})
+    if url.startswith("postgresql"):
+        connect_args.setdefault("connect_timeout", 5)
+    return create_engine(url, pool_pre_ping=True, connect_args=connect_args, **kwargs)
 
 
 def _make_parent_dir(url: str) -> None:

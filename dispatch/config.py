@@ -6,14 +6,16 @@ than surprising an operator at 03:00.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from datetime import time, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -28,6 +30,23 @@ from core.errors import TryggError
 
 class ConfigError(TryggError):
     """The configuration file is missing, not YAML, or does not validate."""
+
+
+# A code becomes a level of an MQTT topic (`trygg/v1/team/{code}/callout`): a `+` or `#`
+# cannot be published to at all, and a `/` would send to another team's topic.
+CODE_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+def _topic_safe(value: str) -> str:
+    if not CODE_PATTERN.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is not a valid code: 1 to 64 letters (a-z, A-Z), digits, '_', "
+            "'.' or '-', starting with a letter or digit (a code is a level of an MQTT "
+            "topic, so no '+', '#', '/', spaces or other characters)")
+    return value
+
+
+Code = Annotated[str, AfterValidator(_topic_safe)]
 
 
 class _Frozen(BaseModel):
@@ -66,22 +85,22 @@ class CallOrderEntry(_Frozen):
 
 
 class TeamSpec(_Frozen):
-    code: str
+    code: Code
     name: str
-    area: str | None = None
+    area: Code | None = None
     phone: str | None = None
     call_order: list[CallOrderEntry] = []
 
 
 class ProviderSpec(_Frozen):
-    code: str
+    code: Code
     name: str
     kind: Literal["day", "night"]
     teams: list[TeamSpec] = []
 
 
 class AreaSpec(_Frozen):
-    code: str
+    code: Code
     name: str
 
 
@@ -92,22 +111,22 @@ class DeviceSpec(_Frozen):
 
 
 class SiteSpec(_Frozen):
-    code: str
+    code: Code
     kind: Literal["main", "extra"] = "main"
     address: str
     postal_code: str | None = None
     city: str | None = None
-    area: str
+    area: Code
     door_name: str | None = None
     devices: list[DeviceSpec] = []
 
 
 class CustomerSpec(_Frozen):
-    code: str
+    code: Code
     name: str
     personal_number: str | None = None
     protected_identity: bool = False
-    day_provider: str | None = None
+    day_provider: Code | None = None
     sites: list[SiteSpec] = []
 
 

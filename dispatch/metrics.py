@@ -5,20 +5,40 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
-from prometheus_client import Counter
+import structlog
+from prometheus_client import Counter, Gauge
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
+from core.clock import Clock, SystemClock
 from core.db import Database
 from core.inbox import inbox_backlog
+from core.logs import Throttle
 from dispatch.models import Alarm, AlarmState
+
+log = structlog.get_logger(__name__)
 
 ALARMS_RECEIVED = Counter("trygg_alarms_received_total", "New alarms, by routing reason",
                           ["route"])
 REMINDERS = Counter("trygg_reminders_total", "Reminders sent for alarms without check-in")
 EVENT_FAILURES = Counter("trygg_event_processing_failures_total",
                          "Stored device events dispatch could not apply (kept, flagged)")
+EVENTS_QUARANTINED = Counter(
+    "trygg_events_quarantined_total",
+    "Events set aside after failing again and again outside the per-event guard")
+INBOX_RACES_LOST = Counter(
+    "trygg_inbox_races_lost_total",
+    "Batches rolled back because another dispatcher had marked their events first")
+DISPATCH_LEADER = Gauge("trygg_dispatch_leader",
+                        "1 while this process is the dispatcher that leads, 0 on standby")
+OUTBOX_SENT = Counter("trygg_outbox_sent_total", "Messages to teams published")
+OUTBOX_PUBLISH_FAILURES = Counter(
+    "trygg_outbox_publish_failures_total",
+    "Failed tries to publish a message to a team (not counting the broker being down)")
+OUTBOX_SET_ASIDE = Counter(
+    "trygg_outbox_set_aside_total",
+    "Messages to teams given up on after repeated failures (see outbox.last_error)")
 TRANSITIONS = Counter("trygg_alarm_transitions_total", "Operator actions on alarms",
                       ["action"])
 
@@ -29,17 +49,32 @@ def _aware(value: datetime) -> datetime:
 
 
 class AlarmStateCollector(Collector):
-    """`trygg_alarms{state}`: counted in the database at scrape time, so never stale."""
+    """`trygg_alarms{state}` and the inbox backlog, counted in the database at scrape time.
 
-    def __init__(self, db: Database) -> None:
+    A scrape must answer while the database is down, since that is when it is needed
+    most: then these families are left out, `trygg_metrics_database_up` is 0, and every
+    other metric of the process is served as usual.
+    """
+
+    def __init__(self, db: Database, clock: Clock | None = None) -> None:
         self.db = db
+        self.clock: Clock = clock or SystemClock()
+        self._failures = Throttle(60.0)
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
+        try:
+            with self.db.sessions() as session:
+                counts = dict(session.execute(
+                    select(Alarm.state, func.count()).group_by(Alarm.state)).all())
+                backlog, oldest = inbox_backlog(session)
+        except Exception as exc:
+            if (count := self._failures.hit()) is not None:
+                log.warning("metrics_database_unavailable", scrapes=count,
+                            error=type(exc).__name__)
+            yield _database_up(0)
+            return
+        yield _database_up(1)
         family = GaugeMetricFamily("trygg_alarms", "Alarms by state", labels=["state"])
-        with self.db.sessions() as session:
-            counts = dict(session.execute(
-                select(Alarm.state, func.count()).group_by(Alarm.state)).all())
-            backlog, oldest = inbox_backlog(session)
         for state in AlarmState:
             family.add_metric([state.value], counts.get(state.value, 0))
         yield family
@@ -48,7 +83,13 @@ class AlarmStateCollector(Collector):
                                 "Device events stored but not yet applied by dispatch",
                                 value=backlog)
         # A stuck head of the inbox shows here even when only a few events wait behind it.
-        age = 0.0 if oldest is None else (datetime.now(UTC) - _aware(oldest)).total_seconds()
+        age = 0.0 if oldest is None else (self.clock.now() - _aware(oldest)).total_seconds()
         yield GaugeMetricFamily("trygg_inbox_oldest_age_seconds",
                                 "Age of the oldest device event dispatch has not applied",
                                 value=max(age, 0.0))
+
+
+def _database_up(value: int) -> GaugeMetricFamily:
+    return GaugeMetricFamily("trygg_metrics_database_up",
+                             "1 if the last scrape could read the database, else 0",
+                             value=value)

@@ -4,19 +4,25 @@ The gateway has already stored every device event; `process_pending` consumes th
 order (an inbox), so an event answered to its device is never lost if dispatch fails.
 Operator actions and the timer sweep live here too. They return the ids of the alarms
 they changed, so the caller can push those to the dashboard after the commit.
+
+Every write that must happen once is conditional, so that even two dispatchers at once
+(the leader lock lost, say) cannot apply anything twice: an event is marked processed
+only if nobody has (`core.inbox.mark_processed`), a deadline fires only if it has not
+fired, and an outbox message is marked sent only if it was not.
 """
 
 from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -59,20 +65,50 @@ class DispatchRules:
     topic_root: str = "trygg/v1"
 
 
+@dataclass(frozen=True, slots=True)
+class NewAlarm:
+    """An alarm this unit of work created: logged and counted once it is committed."""
+
+    alarm_id: int
+    cid: str
+    route: str
+    team: str | None
+
+
 @dataclass
 class Outcome:
-    """What a unit of work changed, for the dashboard push and the metrics after commit."""
+    """What a unit of work changed, for the dashboard push and the metrics after commit.
+
+    Nothing here is logged or counted inside the transaction: the caller does that after
+    the commit, so a batch rolled back leaves no trace in the metrics.
+    """
 
     alarm_ids: list[int] = field(default_factory=list)
-    new_alarms: dict[str, int] = field(default_factory=dict)  # by routing reason
+    received: list[NewAlarm] = field(default_factory=list)
     processed: int = 0
     more: bool = False  # events were left for the next transaction
     reminders: int = 0
     failed_events: int = 0
 
+    @property
+    def new_alarms(self) -> dict[str, int]:
+        """The new alarms by routing reason."""
+        counts: dict[str, int] = {}
+        for alarm in self.received:
+            counts[alarm.route] = counts.get(alarm.route, 0) + 1
+        return counts
+
     def touch(self, alarm_id: int | None) -> None:
         if alarm_id is not None and alarm_id not in self.alarm_ids:
             self.alarm_ids.append(alarm_id)
+
+    def merge(self, other: Outcome) -> None:
+        """Take in what a sub-step (one event's savepoint) changed, once it is kept."""
+        for alarm_id in other.alarm_ids:
+            self.touch(alarm_id)
+        self.received.extend(other.received)
+        self.reminders += other.reminders
+        self.failed_events += other.failed_events
 
 
 # -- device events -------------------------------------------------------------------
@@ -150,8 +186,8 @@ class _Batch:
                 # is reminded like anyone else if nobody has checked in after 30 minutes.
                 _schedule_reminder(self.session, alarm, alarm.received_at, rules)
             out.touch(alarm.id)
-            log.info("alarm_received", alarm_id=alarm.id, cid=alarm.cid,
-                     route=alarm.route_reason, team=alarm.team_code)
+            out.received.append(NewAlarm(alarm.id, alarm.cid, alarm.route_reason,
+                                         alarm.team_code))
         self.created.clear()
 
     def _load_devices(self, cids: set[str]) -> dict[str, Device]:
@@ -210,39 +246,68 @@ def _apply_rows(session: Session, rows: Sequence[Any], now: datetime,
         if not isolate:
             _apply(batch, row, now, rules, out)
         else:
+            # What this event changed counts only if its savepoint is kept.
+            event_out = Outcome()
             try:
                 with session.begin_nested():
-                    _apply(batch, row, now, rules, out)
-                    batch.finish(now, rules, out)
+                    _apply(batch, row, now, rules, event_out)
+                    batch.finish(now, rules, event_out)
             except Exception as exc:  # a bug must not stop the events behind it
                 inbox.note_error(session, row.id, f"{type(exc).__name__}: {exc}")
                 out.failed_events += 1
                 log.error("event_processing_failed", event_id=row.id, cid=row.cid,
                           error=type(exc).__name__)
                 if row.kind == EventKind.ALARM:
-                    out.touch(_fallback_alarm(session, row, rules))
+                    _fallback_alarm(session, row, rules, out)
                 batch = _Batch(session, rows)  # what the failed event touched is undone
+            else:
+                out.merge(event_out)
         out.processed += 1
     batch.finish(now, rules, out)
     return out
 
 
-def _fallback_alarm(session: Session, row: Any, rules: DispatchRules) -> int | None:
+def _fallback_alarm(session: Session, row: Any, rules: DispatchRules, out: Outcome) -> None:
     """A press that could not be applied still reaches the operators' queue."""
     try:
         with session.begin_nested():
             alarm = Alarm(cid=row.cid, source_event_id=row.id, priority=row.priority,
-                          unknown_device=False, route_reason="processing_error",
+                          unknown_device=False, route_reason=PROCESSING_ERROR,
                           call_order=[])
             session.add(alarm)
             lifecycle.receive(alarm, row.received_at, f"device:{row.cid}")
             session.flush()
             _schedule_reminder(session, alarm, row.received_at, rules)
-            return alarm.id
     except Exception as exc:
         log.error("fallback_alarm_failed", event_id=row.id, cid=row.cid,
                   error=type(exc).__name__)
-        return None
+        return
+    out.touch(alarm.id)
+    out.received.append(NewAlarm(alarm.id, alarm.cid, PROCESSING_ERROR, None))
+
+
+PROCESSING_ERROR = "processing_error"
+
+
+def quarantine_head(session: Session, now: datetime, error: str,
+                    rules: DispatchRules) -> Outcome:
+    """Set the head of the inbox aside: it failed again and again outside the per-event
+    guard (a bug in the batch's lookups, say), and would otherwise block every event
+    behind it for good. It is marked processed with the error; a press still reaches the
+    operators' queue as a "processing_error" alarm.
+    """
+    out = Outcome()
+    head = session.execute(
+        select(inbox.DeviceEventRow).where(inbox.DeviceEventRow.processed_at.is_(None))
+        .order_by(inbox.DeviceEventRow.id).limit(1)).scalar_one_or_none()
+    if head is None:
+        return out
+    inbox.mark_processed(session, [head.id], now, error=f"quarantined: {error}")
+    out.processed = out.failed_events = 1
+    log.error("event_quarantined", event_id=head.id, cid=head.cid, kind=head.kind)
+    if head.kind == EventKind.ALARM:
+        _fallback_alarm(session, head, rules, out)
+    return out
 
 
 def _apply(batch: _Batch, row: Any, now: datetime, rules: DispatchRules,
@@ -292,8 +357,7 @@ def _on_alarm(batch: _Batch, row: Any, now: datetime, rules: DispatchRules,
     session.add(alarm)
     lifecycle.receive(alarm, at, f"device:{row.cid}")
     batch.open[row.cid] = alarm
-    batch.created.append(alarm)
-    out.new_alarms[decision.reason.value] = out.new_alarms.get(decision.reason.value, 0) + 1
+    batch.created.append(alarm)  # counted in finish(), once it has an id
 
 
 def _on_presence(batch: _Batch, row: Any, kind: EventKind,
@@ -411,7 +475,7 @@ def fire_due(session: Session, now: datetime, rules: DispatchRules) -> Outcome:
     alarm left unattended keeps reminding, but a long outage does not fire a burst.
     """
     query = (
-        select(Deadline)
+        select(Deadline.id)
         .where(Deadline.fired_at.is_(None), Deadline.cancelled_at.is_(None),
                Deadline.due_at <= now)
         .order_by(Deadline.due_at)
@@ -420,10 +484,20 @@ def fire_due(session: Session, now: datetime, rules: DispatchRules) -> Outcome:
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
     out = Outcome()
-    for deadline in session.execute(query).scalars().all():
-        deadline.fired_at = now
-        alarm = _load(session, deadline.alarm_id)
-        if deadline.kind == REMINDER and lifecycle.remind(alarm, now):
+    ids = session.execute(query).scalars().all()
+    if not ids:
+        return out
+    # Fired only if still unfired: of two sweeps at once, one fires each deadline.
+    claimed = session.execute(
+        update(Deadline)
+        .where(Deadline.id.in_(ids), Deadline.fired_at.is_(None),
+               Deadline.cancelled_at.is_(None))
+        .values(fired_at=now)
+        .returning(Deadline.id, Deadline.alarm_id, Deadline.kind, Deadline.due_at)
+        .execution_options(synchronize_session=False)).all()
+    for _, alarm_id, kind, _ in sorted(claimed, key=lambda d: (d.due_at, d.id)):
+        alarm = _load(session, alarm_id)
+        if kind == REMINDER and lifecycle.remind(alarm, now):
             if alarm.team_code:
                 _publish(session, rules, f"team/{alarm.team_code}/reminder", alarm, now,
                          "reminder")
@@ -437,27 +511,65 @@ def fire_due(session: Session, now: datetime, rules: DispatchRules) -> Outcome:
 
 # -- the outbox to teams -------------------------------------------------------------
 
+# Failed tries (other than the broker being down) before a message is set aside.
+MAX_PUBLISH_ATTEMPTS = 5
+
 
 def _publish(session: Session, rules: DispatchRules, subtopic: str, alarm: Alarm,
              now: datetime, kind: str) -> None:
-    # Ids only: the team's own records hold who lives at the site.
+    # Ids only: the team's own records hold who lives at the site. The message id lets a
+    # team app drop a message it already has (one published again after a crash).
+    message_id = str(uuid.uuid4())
     payload: dict[str, Any] = {
+        "message_id": message_id,
         "kind": kind, "alarm_id": alarm.id, "cid": alarm.cid, "state": alarm.state,
         "team": alarm.team_code, "at": now.isoformat(),
         "called_out_at": alarm.called_out_at.isoformat() if alarm.called_out_at else None,
         "reminders": alarm.reminder_count,
     }
-    session.add(OutboxMessage(topic=f"{rules.topic_root}/{subtopic}",
+    session.add(OutboxMessage(topic=f"{rules.topic_root}/{subtopic}", message_id=message_id,
                               payload=json.dumps(payload), created_at=now))
 
 
 def pending_outbox(session: Session, limit: int = 100) -> list[tuple[int, str, str]]:
+    """Messages still to send, oldest first; those set aside are left out."""
     rows = session.execute(
         select(OutboxMessage.id, OutboxMessage.topic, OutboxMessage.payload)
-        .where(OutboxMessage.sent_at.is_(None)).order_by(OutboxMessage.id).limit(limit)
+        .where(OutboxMessage.sent_at.is_(None), OutboxMessage.failed_at.is_(None))
+        .order_by(OutboxMessage.id).limit(limit)
     ).all()
-    return list(rows)
+    return [(row.id, row.topic, row.payload) for row in rows]
 
 
-def mark_sent(session: Session, ids: Sequence[int], now: datetime) -> None:
-    session.execute(update(OutboxMessage).where(OutboxMessage.id.in_(ids)).values(sent_at=now))
+def mark_sent(session: Session, ids: Sequence[int], now: datetime) -> int:
+    """Mark messages sent, those not marked already; returns how many were marked."""
+    if not ids:
+        return 0
+    result: CursorResult[Any] = session.execute(  # type: ignore[assignment]
+        update(OutboxMessage)
+        .where(OutboxMessage.id.in_(ids), OutboxMessage.sent_at.is_(None))
+        .values(sent_at=now))
+    return int(result.rowcount)
+
+
+@dataclass(frozen=True, slots=True)
+class PublishFailure:
+    """A failed try to send an outbox message, as recorded."""
+
+    attempts: int
+    set_aside: bool
+    message_id: str | None
+
+
+def note_publish_failed(session: Session, outbox_id: int, error: str, now: datetime,
+                        max_attempts: int = MAX_PUBLISH_ATTEMPTS) -> PublishFailure | None:
+    """Count a failed try; after `max_attempts` set the message aside (`failed_at`), out
+    of the way of the messages behind it. None if it was sent or set aside meanwhile."""
+    msg = session.get(OutboxMessage, outbox_id)
+    if msg is None or msg.sent_at is not None or msg.failed_at is not None:
+        return None
+    msg.attempts = (msg.attempts or 0) + 1
+    msg.last_error = error[:1000]
+    if msg.attempts >= max_attempts:
+        msg.failed_at = now
+    return PublishFailure(msg.attempts, msg.failed_at is not None, msg.message_id)

@@ -4,6 +4,12 @@ Each loop wakes on a signal (the gateway committed, a deadline may be due) or on
 poll, does one transaction on the writer thread, and pushes what changed to the live
 feed after the commit. Time comes from the injected clock; the deadlines themselves are
 rows, so tests call the one-shot methods with a fake clock instead of running the loops.
+
+Only the dispatcher holding the leader lock runs the loops (`dispatch.leader`); what
+they write is conditional besides, so a second one that slipped in applies nothing twice.
+The inbox cannot be blocked for good by one event: a head that keeps failing outside
+the per-event guard is tried alone and then set aside (`services.quarantine_head`), and
+neither can the outbox by one message (set aside after a few tries).
 """
 
 from __future__ import annotations
@@ -12,18 +18,30 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
+from functools import partial
 
 import structlog
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from core import inbox
 from core.clock import Clock
 from core.db import Database, Lane
+from core.errors import LinkDown
 from dispatch import services
 from dispatch.live import LiveFeed
-from dispatch.metrics import ALARMS_RECEIVED, EVENT_FAILURES, REMINDERS
+from dispatch.metrics import (
+    ALARMS_RECEIVED,
+    EVENT_FAILURES,
+    EVENTS_QUARANTINED,
+    INBOX_RACES_LOST,
+    OUTBOX_PUBLISH_FAILURES,
+    OUTBOX_SENT,
+    OUTBOX_SET_ASIDE,
+    REMINDERS,
+)
 from dispatch.models import Alarm
 from dispatch.services import DispatchRules, Outcome
 from dispatch.views import alarm_view
@@ -32,17 +50,34 @@ log = structlog.get_logger(__name__)
 
 Publish = Callable[[str, str], Awaitable[None]]
 
+# A batch that fails this often in a row is applied one event at a time; an event that
+# fails this often in a row on its own is set aside.
+QUARANTINE_AFTER = 3
+
+
+def database_unreachable(exc: BaseException) -> bool:
+    """The database itself failed (down, connection lost, locked): nothing to blame on the
+    event, and nothing could be written about it anyway."""
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError,
+                            sa_exc.TimeoutError, OSError))
+
 
 class Dispatcher:
     def __init__(self, db: Database, clock: Clock, rules: DispatchRules, live: LiveFeed,
-                 publish: Publish | None = None) -> None:
+                 publish: Publish | None = None,
+                 max_publish_attempts: int = services.MAX_PUBLISH_ATTEMPTS) -> None:
         self.db = db
         self.clock = clock
         self.rules = rules
         self.live = live
         self.publish = publish
+        self.max_publish_attempts = max_publish_attempts
         self._events_waiting = asyncio.Event()
         self._outbox_waiting = asyncio.Event()
+        self._head_failures = 0  # the inbox's head failed this many times in a row
+        self._one_by_one = 0  # events still to apply alone, to find the one to blame
 
     @property
     def reminder_after(self) -> timedelta:
@@ -58,11 +93,54 @@ class Dispatcher:
         # Polled ten times a second when the gateway is another process: look with a read
         # first, so an idle dispatch never takes the database's write lock.
         if not await self.db.read(inbox.has_pending):
+            self._one_by_one = 0  # whatever failed is behind us
             return Outcome()
         now = self.clock.now()
-        out = await self.db.write(lambda s: services.process_pending(s, now, self.rules),
-                                  Lane.BACKGROUND)
+        alone = self._one_by_one > 0
+        limit = 1 if alone else services.PROCESS_BATCH
+        try:
+            out = await self.db.write(
+                lambda s: services.process_pending(s, now, self.rules, limit=limit),
+                Lane.BACKGROUND)
+        except inbox.InboxRaceLost as exc:
+            # Another dispatcher applied these first; this transaction rolled back whole.
+            INBOX_RACES_LOST.inc()
+            log.warning("inbox_race_lost", wanted=exc.wanted, marked=exc.marked)
+            return Outcome(more=True)
+        except Exception as exc:
+            if database_unreachable(exc):
+                raise  # not the event's fault: retried as it is, with the loop's backoff
+            return await self._head_failed(exc, alone, now)
+        self._head_failures = 0
+        if alone:
+            self._one_by_one -= 1
         EVENT_FAILURES.inc(out.failed_events)
+        await self._after(out)
+        return out
+
+    async def _head_failed(self, exc: Exception, alone: bool, now: datetime) -> Outcome:
+        """The transaction failed outside the per-event guard, and nothing was applied.
+
+        Retried as it is at first (the loop backs off); a batch that keeps failing is then
+        applied one event at a time, and an event that keeps failing on its own is set
+        aside, so one bad event cannot hold up every alarm behind it for good.
+        """
+        self._head_failures += 1
+        if self._head_failures < QUARANTINE_AFTER:
+            raise exc
+        self._head_failures = 0
+        if not alone:
+            self._one_by_one = services.PROCESS_BATCH
+            log.warning("event_batch_keeps_failing_applying_one_by_one",
+                        error=type(exc).__name__)
+            return Outcome(more=True)
+        error = f"{type(exc).__name__}: {exc}"
+        out = await self.db.write(
+            lambda s: services.quarantine_head(s, now, error, self.rules), Lane.BACKGROUND)
+        self._one_by_one -= 1
+        EVENTS_QUARANTINED.inc(out.processed)
+        EVENT_FAILURES.inc(out.failed_events)
+        out.more = True
         await self._after(out)
         return out
 
@@ -77,21 +155,59 @@ class Dispatcher:
         return out
 
     async def send_outbox(self) -> int:
+        """Publish what waits in the outbox, in order; returns how many were sent.
+
+        Each message is marked sent as soon as it is published, so a crash re-sends at
+        most the one in flight (its `message_id` lets the team app drop it). A message
+        that fails is tried again next round, and after a few tries set aside; the
+        messages behind it go on, except those to the same team (the same topic but its
+        last level), which keep their order behind it until it is sent or set aside.
+        While the broker is down the round stops.
+        """
         if self.publish is None:
             return 0
         pending = await self.db.read(services.pending_outbox)
-        sent: list[int] = []
-        for msg_id, topic, payload in pending:
+        sent = 0
+        held: set[str] = set()  # a message to this team failed this round: keep the order
+        for outbox_id, topic, payload in pending:
+            team = topic.rpartition("/")[0]
+            if team in held:
+                continue
             try:
                 await self.publish(topic, payload)
-            except Exception as exc:  # broker down: keep the rest for the next round
-                log.warning("outbox_publish_failed", topic=topic, error=str(exc))
-                break
-            sent.append(msg_id)
-        if sent:
+            except LinkDown:
+                log.warning("outbox_waits_for_broker", unsent=len(pending) - sent)
+                break  # no try counted: nothing is wrong with the messages
+            except Exception as exc:
+                held.add(team)
+                await self._publish_failed(outbox_id, exc)
+                continue
             now = self.clock.now()
-            await self.db.write(lambda s: services.mark_sent(s, sent, now), Lane.BACKGROUND)
-        return len(sent)
+            await self.db.write(partial(services.mark_sent, ids=[outbox_id], now=now),
+                                Lane.BACKGROUND)
+            OUTBOX_SENT.inc()
+            sent += 1
+        return sent
+
+    async def _publish_failed(self, outbox_id: int, exc: Exception) -> None:
+        error = f"{type(exc).__name__}: {exc}"
+        now = self.clock.now()
+        failure = await self.db.write(
+            lambda s: services.note_publish_failed(s, outbox_id, error, now,
+                                                   self.max_publish_attempts),
+            Lane.BACKGROUND)
+        OUTBOX_PUBLISH_FAILURES.inc()
+        if failure is None:
+            return
+        # Ids and the error's type only: the message itself stays in the database.
+        if failure.set_aside:
+            OUTBOX_SET_ASIDE.inc()
+            log.error("outbox_message_set_aside", outbox_id=outbox_id,
+                      message_id=failure.message_id, attempts=failure.attempts,
+                      error=type(exc).__name__)
+        else:
+            log.warning("outbox_publish_failed", outbox_id=outbox_id,
+                        attempts=failure.attempts, error=type(exc).__name__)
 
     async def changed(self, alarm_ids: Sequence[int]) -> None:
         """Push the committed state of these alarms to every dashboard."""
@@ -107,6 +223,10 @@ class Dispatcher:
             self.live.publish({"type": "alarm", "alarm": view})
 
     async def _after(self, out: Outcome) -> None:
+        """After the commit: log and count what it did, and push it to the dashboards."""
+        for alarm in out.received:
+            log.info("alarm_received", alarm_id=alarm.alarm_id, cid=alarm.cid,
+                     route=alarm.route, team=alarm.team)
         for route, count in out.new_alarms.items():
             ALARMS_RECEIVED.labels(route).inc(count)
         await self.changed(out.alarm_ids)

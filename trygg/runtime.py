@@ -38,9 +38,11 @@ from core.settings import SHIPPED_CONFIG, Settings
 from dispatch.api.app import create_app, create_ops_app
 from dispatch.api.deps import AppState, OpsState
 from dispatch.config import MunicipalityConfig, load_config
+from dispatch.leader import LeaderLock
 from dispatch.live import LiveFeed
 from dispatch.metrics import AlarmStateCollector
 from dispatch.registry import import_config, registry_is_empty
+from dispatch.retention import Retention
 from dispatch.services import DispatchRules
 from dispatch.worker import Dispatcher
 from gateway.ingest import Ingest
@@ -73,6 +75,10 @@ ALL_ROLES = frozenset(Role)
 INBOX_POLL_S = 0.1
 
 
+class _LeadershipLost(Exception):
+    """Another dispatcher may lead now: this one's loops must stop."""
+
+
 class Service:
     def __init__(self, settings: Settings, *, clock: Clock | None = None,
                  run_timer_loop: bool = True, roles: Iterable[Role] = ALL_ROLES,
@@ -93,11 +99,15 @@ class Service:
         self._failed = asyncio.Event()
         self._collector: AlarmStateCollector | None = None
         self.mqtt_host, self.mqtt_port = self._mqtt_address()
-        # A stable client id per topic root and role gives a persistent broker session.
+        # A stable client id per topic root gives the gateway a persistent broker session
+        # (the broker keeps device messages while it reconnects). Dispatch alone only
+        # publishes: it gets a fresh id, so a standby beside the leader does not throw
+        # the leader's link off the broker by connecting under the same one.
         suffix = hashlib.sha256(settings.mqtt_topic_root.encode()).hexdigest()[:8]
         name = "-".join(sorted(self.roles))
+        identifier = f"trygg-{name}-{suffix}" if Role.GATEWAY in self.roles else None
         self.link = MqttLink("devices", self.mqtt_host, self.mqtt_port,
-                             identifier=f"trygg-{name}-{suffix}",
+                             identifier=identifier,
                              username=settings.mqtt.username if settings.mqtt else None,
                              password=settings.mqtt.password if settings.mqtt else None)
         self.dispatcher = Dispatcher(self.db, self.clock, self.rules, self.live,
@@ -111,7 +121,15 @@ class Service:
         if Role.GATEWAY in self.roles:
             self.ingest.attach(self.link)
         checks = {"mqtt": lambda: self.link.connected, **(readiness or {})}
+        # Of several dispatch processes on one database only the lock holder runs the
+        # loops; a standby serves the API and says "not ready" here until it leads.
+        self.leader = LeaderLock(settings.database_url)
+        self.retention = Retention(
+            self.db, self.clock, event_days=settings.event_retention_days,
+            raw_frame_days=settings.raw_frame_retention_days,
+            interval_s=settings.retention_interval_s)
         if Role.DISPATCH in self.roles:
+            checks["dispatch_leader"] = lambda: self.leader.is_leader
             self.app = create_app(AppState(
                 db=self.db, clock=self.clock, rules=self.rules, live=self.live,
                 dispatcher=self.dispatcher, readiness=checks))
@@ -159,7 +177,7 @@ class Service:
         if dispatch:
             await asyncio.to_thread(upgrade, self.db.engine)
             await self.db.write(self._seed_registry)
-            self._collector = AlarmStateCollector(self.db)
+            self._collector = AlarmStateCollector(self.db, self.clock)
             REGISTRY.register(self._collector)
         else:
             await asyncio.to_thread(wait_for_head, self.db.engine)
@@ -170,12 +188,8 @@ class Service:
             self._spawn(self.ingest.run(), "trygg.gateway.ingest")
             self._spawn(self.last_seen.run(), "trygg.gateway.last_seen")
         if dispatch:
-            poll_s = 1.0 if gateway else INBOX_POLL_S
-            self._spawn(self.dispatcher.run_events(poll_s), "trygg.dispatch.events")
-            if self.run_timer_loop:
-                self._spawn(self.dispatcher.run_timers(self.settings.timer_sweep_s),
-                            "trygg.dispatch.timers")
-            self._spawn(self.dispatcher.run_outbox(), "trygg.dispatch.outbox")
+            self._spawn(self._lead(), "trygg.dispatch.lead")
+            await self.leader.wait_tried(timeout_s=5)  # a lone dispatcher leads at once
         self._spawn(self.server.serve(), "trygg.http")
         if gateway:
             # Without the broker the gateway is useless; dispatch is not (the dashboard,
@@ -196,6 +210,40 @@ class Service:
         await self.link.stop_receiving()
         await self.ingest.drain()
         await self.last_seen.flush()
+
+    def _leader_loops(self) -> dict[str, Callable[[], Coroutine[Any, Any, Any]]]:
+        """The loops only the leading dispatcher runs, by task name: add new ones here."""
+        poll_s = 1.0 if Role.GATEWAY in self.roles else INBOX_POLL_S
+        loops: dict[str, Callable[[], Coroutine[Any, Any, Any]]] = {
+            "trygg.dispatch.events": lambda: self.dispatcher.run_events(poll_s),
+            "trygg.dispatch.outbox": self.dispatcher.run_outbox,
+        }
+        if self.run_timer_loop:
+            loops["trygg.dispatch.timers"] = lambda: self.dispatcher.run_timers(
+                self.settings.timer_sweep_s)
+            loops["trygg.dispatch.retention"] = self.retention.run
+        return loops
+
+    async def _lead(self) -> None:
+        """Hold or wait for the leader lock; run the leader's loops while it is held.
+
+        Leadership lost (the lock's connection gone) stops the loops and waits to lead
+        again; a loop that dies stops the service, as any other task does.
+        """
+        async with self.leader:
+            while True:
+                await self.leader.wait_leading()
+                try:
+                    async with asyncio.TaskGroup() as loops:
+                        for name, loop in self._leader_loops().items():
+                            loops.create_task(loop(), name=name)
+                        loops.create_task(self._until_lost(), name="trygg.dispatch.lead-watch")
+                except* _LeadershipLost:
+                    log.warning("dispatch_loops_stopped", reason="leadership lost")
+
+    async def _until_lost(self) -> None:
+        await self.leader.wait_lost()
+        raise _LeadershipLost
 
     def _seed_registry(self, session: Any) -> None:
         # An empty database gets the configured registry; after that the API owns it,

@@ -89,8 +89,10 @@ async def upsert_registry(document: dict[str, Any], state: StateDep,
     try:
         config = MunicipalityConfig.model_validate(document, context={"partial": True})
     except ValidationError as exc:
+        # Without the context: a validator's own error (a code that cannot be a topic
+        # level, a code listed twice) is an exception object there, not JSON.
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                            exc.errors(include_url=False)) from exc
+                            exc.errors(include_url=False, include_context=False)) from exc
     try:
         counts = await state.db.write(lambda s: import_config(s, config))
     except (ConfigError, IntegrityError) as exc:

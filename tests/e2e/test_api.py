@@ -56,7 +56,8 @@ async def test_every_api_route_needs_a_valid_token_but_health_and_metrics_do_not
         spec = (await anonymous.get("/openapi.json")).json()
 
         assert health.status_code == 200
-        assert ready.json() == {"ready": True, "checks": {"database": True, "mqtt": True}}
+        assert ready.json() == {"ready": True, "checks": {
+            "database": True, "mqtt": True, "dispatch_leader": True}}
         assert "trygg_alarms{state=\"received\"}" in metrics.text
         assert "trygg_inbox_backlog 0.0" in metrics.text
         assert "trygg_inbox_oldest_age_seconds 0.0" in metrics.text

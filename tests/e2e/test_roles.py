@@ -31,7 +31,7 @@ async def test_gateway_answers_without_dispatch_and_dispatch_catches_up_later(
     db.close()
     async with Service(settings, roles={Role.GATEWAY}, clock=clock) as gateway, DeviceLink(
             broker.host, broker.port, root=settings.mqtt_topic_root) as link:
-        answer = await SimulatedBaseUnit("100001", link).press()
+        answer = await asyncio.wait_for(SimulatedBaseUnit("100001", link).press(), 30)
         ops = api(gateway, None)
         ready = (await ops.get("/readyz")).json()
         no_api = await ops.get("/api/alarms")

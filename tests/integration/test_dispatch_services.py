@@ -894,19 +894,14 @@ def test_check_in_pressed_in_the_same_batch_as_the_alarm_links_its_record(
 
 
 def test_inbox_metrics_show_events_waiting_and_how_long_the_oldest_has(
-        db: Database, clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> None:
+        db: Database, clock: FakeClock) -> None:
     from dispatch import metrics
 
-    class ScrapedFiveMinutesLater(datetime):
-        # The collector reads the time itself; the scrape must not depend on today's date.
-        @classmethod
-        def now(cls, tz: Any = None) -> datetime:  # type: ignore[override]
-            return T0 + minutes(5)
-
-    monkeypatch.setattr(metrics, "datetime", ScrapedFiveMinutesLater)
     store(db, clock, event(EventKind.ALARM), event(EventKind.CHECK_IN))
+    clock.advance(minutes(5))  # the scrape comes five minutes later
 
-    families = {f.name: f.samples[0].value for f in metrics.AlarmStateCollector(db).collect()
+    families = {f.name: f.samples[0].value
+                for f in metrics.AlarmStateCollector(db, clock).collect()
                 if f.name.startswith("trygg_inbox")}
     assert families["trygg_inbox_backlog"] == 2
     assert families["trygg_inbox_oldest_age_seconds"] == 5 * 60

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import time, timedelta
 from pathlib import Path
@@ -263,3 +264,50 @@ def test_same_document_without_the_partial_flag_is_refused() -> None:
 
     with pytest.raises(ValueError, match="unknown day provider 'solrosen'"):
         MunicipalityConfig.model_validate(doc)
+
+
+# -- codes become MQTT topic levels -----------------------------------------------------
+
+
+def _set_team_code(code: str) -> Callable[[dict[str, Any]], None]:
+    def edit(doc: dict[str, Any]) -> None:
+        doc["providers"][1]["teams"][0]["code"] = code
+    return edit
+
+
+@pytest.mark.parametrize("code", ["nattpatrull+bro", "a/b", "natt#", "natt bro", "",
+                                  "natt\x00bro", "-natt", "n" * 65])
+def test_team_code_that_is_no_topic_level_is_refused_naming_the_field(
+        tmp_path: Path, code: str) -> None:
+    with pytest.raises(ConfigError, match=r"providers\.1\.teams\.0\.code\n.*not a valid code"):
+        load_edited(tmp_path, _set_team_code(code))
+
+
+@pytest.mark.parametrize("code", ["nattpatrull-bro", "Natt_2", "team.7", "n" * 64])
+def test_team_code_of_letters_digits_dots_dashes_and_underscores_loads(
+        tmp_path: Path, code: str) -> None:
+    config = load_edited(tmp_path, _set_team_code(code))
+
+    assert config.providers[1].teams[0].code == code
+
+
+@pytest.mark.parametrize(("field", "edit"), [
+    ("areas.0.code", lambda d: d["areas"][0].update(code="b/ro")),
+    ("providers.0.code", lambda d: d["providers"][0].update(code="sol+rosen")),
+    ("customers.0.code", lambda d: d["customers"][0].update(code="K 1")),
+    ("customers.0.sites.0.code", lambda d: d["customers"][0]["sites"][0].update(code="K-1/1")),
+])
+def test_other_registry_codes_that_are_no_topic_level_are_refused(
+        tmp_path: Path, field: str, edit: Callable[[dict[str, Any]], None]) -> None:
+    with pytest.raises(ConfigError, match=re.escape(field) + r"\n.*not a valid code"):
+        load_edited(tmp_path, edit)
+
+
+def test_every_code_of_the_shipped_config_is_a_topic_level() -> None:
+    config = load_config(SHIPPED_CONFIG)
+    codes = [a.code for a in config.areas] + [p.code for p in config.providers] + [
+        t.code for p in config.providers for t in p.teams] + [
+        c.code for c in config.customers] + [s.code for c in config.customers for s in c.sites]
+
+    assert codes
+    assert all(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", code) for code in codes)

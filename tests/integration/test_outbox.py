@@ -1,0 +1,240 @@
+"""The outbox to teams: each message once, in order, and one bad message never blocks the rest.
+
+The Dispatcher publishes through a fake `publish` here (what it would hand the broker),
+against a real SQLite file holding the shipped registry; the time is a fake clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from itertools import count
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client import REGISTRY
+from sqlalchemy import select
+
+from core.clock import FakeClock
+from core.db import Database
+from core.inbox import Incoming, append_events
+from core.settings import SHIPPED_CONFIG
+from devices.events import DeviceEvent, EventKind
+from dispatch import services
+from dispatch.api.app import create_app
+from dispatch.api.deps import AppState
+from dispatch.config import load_config
+from dispatch.live import LiveFeed
+from dispatch.models import OutboxMessage, Team
+from dispatch.services import DispatchRules
+from dispatch.users import add_user
+from dispatch.worker import Dispatcher
+from gateway.errors import GatewayUnavailable
+
+_CONFIG = load_config(SHIPPED_CONFIG)
+RULES = DispatchRules(_CONFIG.shifts, _CONFIG.timers, topic_root="trygg/v1")
+T0 = datetime(2026, 1, 15, 9, 0, tzinfo=UTC)  # 10:00 in Stockholm: day
+KUNGSANGEN = "trygg/v1/team/solrosen-kungsangen/callout"  # unit 100001's day team
+_refs = count(1)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(T0)
+
+
+class FakePublish:
+    """Records what would reach the broker; `fail(topic, n)` may raise for the n-th call."""
+
+    def __init__(self, fail: Callable[[str, int], BaseException | None] | None = None) -> None:
+        self.sent: list[tuple[str, dict[str, Any]]] = []
+        self.calls = 0
+        self.fail = fail
+
+    async def __call__(self, topic: str, payload: str) -> None:
+        self.calls += 1
+        if self.fail is not None and (error := self.fail(topic, self.calls)) is not None:
+            raise error
+        self.sent.append((topic, json.loads(payload)))
+
+    @property
+    def ids(self) -> list[str]:
+        return [payload["message_id"] for _, payload in self.sent]
+
+    @property
+    def alarms(self) -> list[int]:
+        return [payload["alarm_id"] for _, payload in self.sent]
+
+
+def press(db: Database, clock: FakeClock, *cids: str) -> None:
+    """Presses on these units, stored and applied: one call-out each in the outbox."""
+    now = clock.now()
+    events = [DeviceEvent(kind=EventKind.ALARM, protocol="scaip", cid=cid,
+                          ref=f"{next(_refs):04d}", priority=5) for cid in cids]
+    db.transaction(lambda s: append_events(s, [Incoming(e, b"<mrq/>", now) for e in events]))
+    db.transaction(lambda s: services.process_pending(s, now, RULES, budget_s=60.0))
+
+
+def outbox(db: Database) -> list[OutboxMessage]:
+    return db.transaction(lambda s: list(
+        s.execute(select(OutboxMessage).order_by(OutboxMessage.id)).scalars()))
+
+
+def dispatcher(db: Database, clock: FakeClock, publish: FakePublish) -> Dispatcher:
+    return Dispatcher(db, clock, RULES, LiveFeed(), publish=publish)
+
+
+def counter(name: str) -> float:
+    return REGISTRY.get_sample_value(name) or 0.0
+
+
+# -- once --------------------------------------------------------------------------------
+
+
+def test_every_message_carries_its_id_in_its_payload_and_its_row(
+        db: Database, clock: FakeClock) -> None:
+    press(db, clock, "100001")
+
+    (message,) = outbox(db)
+    payload = json.loads(message.payload)
+
+    assert payload["message_id"] == message.message_id
+    assert str(uuid.UUID(message.message_id or "")) == message.message_id
+    assert payload["kind"] == "callout"
+
+
+async def test_a_stop_half_way_through_a_round_sends_none_of_the_sent_ones_again(
+        db: Database, clock: FakeClock) -> None:
+    press(db, clock, "100001", "100002", "100003", "100004", "100005")
+    written = [json.loads(m.payload)["alarm_id"] for m in outbox(db)]  # a call-out each
+    # The process is stopped while the third message is being published.
+    stopped = FakePublish(lambda topic, n: asyncio.CancelledError() if n == 3 else None)
+    with pytest.raises(asyncio.CancelledError):
+        await dispatcher(db, clock, stopped).send_outbox()
+
+    restarted = FakePublish()
+    await dispatcher(db, clock, restarted).send_outbox()
+
+    assert stopped.alarms == written[:2]
+    assert restarted.alarms == written[2:]
+
+
+def test_marking_a_message_sent_twice_marks_it_once(db: Database, clock: FakeClock) -> None:
+    press(db, clock, "100001")
+    (message,) = outbox(db)
+
+    first = db.transaction(lambda s: services.mark_sent(s, [message.id], clock.now()))
+    second = db.transaction(lambda s: services.mark_sent(s, [message.id], clock.now()))
+
+    assert (first, second) == (1, 0)
+
+
+# -- never blocked -------------------------------------------------------------------------
+
+
+async def test_a_message_that_always_fails_is_set_aside_and_the_rest_go_out_at_once(
+        db: Database, clock: FakeClock) -> None:
+    press(db, clock, "100001", "100002", "100003")
+    bad, *rest = outbox(db)
+    assert bad.topic == KUNGSANGEN
+    publish = FakePublish(lambda topic, n: ValueError("bad topic") if topic == KUNGSANGEN
+                          else None)
+    worker = dispatcher(db, clock, publish)
+    set_aside_before = counter("trygg_outbox_set_aside_total")
+
+    await worker.send_outbox()
+    sent_in_the_first_round = list(publish.ids)
+    for _ in range(services.MAX_PUBLISH_ATTEMPTS + 2):
+        await worker.send_outbox()
+    after = {m.id: m for m in outbox(db)}
+
+    assert sent_in_the_first_round == [m.message_id for m in rest]
+    assert publish.ids == [m.message_id for m in rest]  # each once
+    assert after[bad.id].failed_at == T0
+    assert after[bad.id].sent_at is None
+    assert after[bad.id].attempts == services.MAX_PUBLISH_ATTEMPTS
+    assert "ValueError" in (after[bad.id].last_error or "")
+    assert all(after[m.id].sent_at == T0 for m in rest)
+    assert publish.calls == len(rest) + services.MAX_PUBLISH_ATTEMPTS  # then left alone
+    assert counter("trygg_outbox_set_aside_total") == set_aside_before + 1
+    assert db.transaction(services.pending_outbox) == []
+
+
+async def test_a_message_behind_a_failing_one_to_its_team_keeps_its_order(
+        db: Database, clock: FakeClock) -> None:
+    press(db, clock, "100001")
+    clock.advance(RULES.timers.reminder_after)
+    db.transaction(lambda s: services.fire_due(s, clock.now(), RULES))
+    callout, reminder = outbox(db)
+    publish = FakePublish(lambda topic, n: OSError("refused") if n == 1 else None)
+    worker = dispatcher(db, clock, publish)
+
+    await worker.send_outbox()  # the call-out fails once: the reminder waits behind it
+    held = list(publish.ids)
+    await worker.send_outbox()
+
+    assert held == []
+    assert publish.ids == [callout.message_id, reminder.message_id]
+    assert [m.attempts for m in outbox(db)] == [1, 0]
+
+
+async def test_while_the_broker_is_down_the_round_stops_and_no_tries_are_counted(
+        db: Database, clock: FakeClock) -> None:
+    press(db, clock, "100001", "100002")
+    down = FakePublish(lambda topic, n: GatewayUnavailable("127.0.0.1", 1883))
+    for _ in range(services.MAX_PUBLISH_ATTEMPTS * 2):
+        await dispatcher(db, clock, down).send_outbox()
+    up = FakePublish()
+
+    await dispatcher(db, clock, up).send_outbox()
+
+    assert down.calls == services.MAX_PUBLISH_ATTEMPTS * 2  # one try a round, then it stops
+    assert [(m.attempts, m.failed_at) for m in outbox(db)] == [(0, None), (0, None)]
+    assert up.ids == [m.message_id for m in outbox(db)]
+
+
+# -- codes that become topic levels are refused at the API --------------------------------
+
+
+@pytest.fixture
+async def admin(db: Database, clock: FakeClock) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(AppState(db=db, clock=clock, rules=RULES, live=LiveFeed(),
+                              dispatcher=dispatcher(db, clock, FakePublish())))
+    token = db.transaction(lambda s: add_user(s, "admin-1", "admin", clock.now()))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://trygg",
+                                 headers={"Authorization": f"Bearer {token}"}) as client:
+        yield client
+
+
+@pytest.mark.parametrize("code", ["nattpatrull+bro", "a/b", "natt#", "natt bro", ""])
+async def test_the_api_refuses_a_team_code_that_is_no_topic_level(
+        admin: httpx.AsyncClient, db: Database, code: str) -> None:
+    document = {"providers": [{
+        "code": "nattorganisationen", "name": "Nattorganisationen", "kind": "night",
+        "teams": [{"code": code, "name": "Nattpatrull", "area": "bro"}]}]}
+
+    response = await admin.post("/api/registry", json=document)
+
+    assert response.status_code == 422
+    (error,) = response.json()["detail"]
+    assert error["loc"] == ["providers", 0, "teams", 0, "code"]
+    assert "not a valid code" in error["msg"]
+    assert db.transaction(lambda s: s.execute(
+        select(Team.id).where(Team.code == code)).first()) is None
+
+
+async def test_the_api_takes_a_team_code_that_is_a_topic_level(
+        admin: httpx.AsyncClient) -> None:
+    document = {"providers": [{
+        "code": "nattorganisationen", "name": "Nattorganisationen", "kind": "night",
+        "teams": [{"code": "nattpatrull-bro.2", "name": "Nattpatrull 2", "area": "bro"}]}]}
+
+    response = await admin.post("/api/registry", json=document)
+
+    assert response.status_code == 200
+    assert response.json()["created"] == 1

@@ -126,6 +126,11 @@ def _sqlite_pragmas(dbapi_conn: Any, busy_ms: int) -> None:
     cur.execute("PRAGMA synchronous=FULL")
     cur.execute(f"PRAGMA busy_timeout={busy_ms}")
     cur.execute("PRAGMA foreign_keys=ON")
+    # No checkpoint inside a commit: SQLite's automatic one runs in the connection that
+    # happens to commit the 1000th page, and stalls that commit (and every device
+    # waiting on it) for tens of milliseconds. `Database.checkpoint` does it beside the
+    # writers instead; the last connection to close checkpoints what is left.
+    cur.execute("PRAGMA wal_autocheckpoint=0")
     cur.close()
     dbapi_conn.isolation_level = None
 
@@ -198,6 +203,28 @@ class Database:
                 return fn(session)
 
         return await asyncio.to_thread(run)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
+    def checkpoint(self) -> None:
+        """Copy committed WAL pages into the SQLite file without holding up any writer.
+
+        PASSIVE: it takes what it can and waits for nobody, so the gateway's commits go
+        on meanwhile. Run every second or so by each process (`run_checkpoints`).
+        """
+        if self.is_sqlite:
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+
+    async def run_checkpoints(self, every_s: float = 1.0) -> None:
+        while True:
+            await asyncio.sleep(every_s)
+            try:
+                await asyncio.to_thread(self.checkpoint)
+            except Exception as exc:  # the WAL only grows meanwhile
+                log.warning("db_checkpoint_failed", error=type(exc).__name__)
 
     def close(self) -> None:
         self._writer.shutdown()

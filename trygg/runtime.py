@@ -184,6 +184,8 @@ class Service:
         if self.settings.mqtt is None and dispatch:
             await self._stack.enter_async_context(EmbeddedBroker("127.0.0.1", self.mqtt_port))
         self._spawn(self.link.run(), "trygg.mqtt")
+        if self.db.is_sqlite:
+            self._spawn(self.db.run_checkpoints(), "trygg.db.checkpoint")
         if gateway:
             self._spawn(self.ingest.run(), "trygg.gateway.ingest")
             self._spawn(self.last_seen.run(), "trygg.gateway.last_seen")

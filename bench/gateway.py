@@ -109,11 +109,8 @@ async def _main(spec: GatewaySpec, conn: Connection) -> None:
     else:
         # As `trygg run` runs the product: this process is the gateway role, and the
         # dispatch role (migrations, registry, alarms) is a process of its own beside it.
-        dispatch, dispatch_port = _start_dispatch(spec)
+        dispatch, dispatch_port = await _start_dispatch_ready(spec)
         try:
-            # As `trygg run` does: the gateway starts once dispatch has migrated the schema
-            # and seeded the registry (one long transaction the gateway would wait behind).
-            await _wait_ready(dispatch_port, dispatch)
             async with Service(settings, roles={Role.GATEWAY}) as service:
                 await _serve(conn, service.wait(),
                              {"dispatch_pid": dispatch.pid, "dispatch_port": dispatch_port})
@@ -121,6 +118,24 @@ async def _main(spec: GatewaySpec, conn: Connection) -> None:
             dispatch.terminate()
             dispatch.wait(20)
     conn.send(("stopped", None))
+
+
+async def _start_dispatch_ready(spec: GatewaySpec) -> tuple[subprocess.Popen[bytes], int]:
+    """Start dispatch and wait until it is ready, as `trygg run` does before the gateway.
+
+    A port picked as free can be taken by another connection's ephemeral port during a
+    slow start (a big prefilled database): uvicorn then exits with 3, and we try again on
+    another port.
+    """
+    for attempt in range(3):
+        dispatch, port = _start_dispatch(spec)
+        try:
+            await _wait_ready(port, dispatch)
+            return dispatch, port
+        except RuntimeError:
+            if dispatch.poll() != 3 or attempt == 2:
+                raise
+    raise AssertionError("unreachable")
 
 
 def _start_dispatch(spec: GatewaySpec) -> tuple[subprocess.Popen[bytes], int]:

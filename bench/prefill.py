@@ -44,7 +44,7 @@ NEWEST_AGE_S = 600
 CHUNK_SQLITE = 500_000
 CHUNK_PG = 1_000_000
 CACHE_MAX_AGE_S = 3 * 86400
-GENERATOR_VERSION = 1  # bump when the generated rows change: old cache files are not used
+GENERATOR_VERSION = 2  # bump when the generated rows change: old cache files are not used
 
 Say = Callable[[str], None]
 
@@ -58,6 +58,13 @@ def _head() -> str:
     cfg = Config()
     cfg.set_main_option("script_location", str(HERE))
     return "-".join(sorted(ScriptDirectory.from_config(cfg).get_heads()))
+
+
+RAW_FRAME_DAYS = 7  # TRYGG_RAW_FRAME_RETENTION_DAYS's default
+# Where retention would have got to: its mark past the last blanked frame.
+MARK_BLANKED = ("INSERT INTO maintenance_marks (name, value) SELECT "
+                "'raw_frames_blanked_through', COALESCE(max(id), 0) FROM device_events "
+                "WHERE payload = ''")
 
 
 def migrate(url: str) -> None:
@@ -104,7 +111,9 @@ def _columns(dialect: str, n: int, ncids: int, now_us: int) -> dict[str, str]:
         "priority": "0",
         "location_code": "NULL",
         "staff_id": "NULL",
-        "payload": frame,
+        # As retention leaves a log in steady state: frames older than 7 days are blank.
+        "payload": f"CASE WHEN us < {now_us - RAW_FRAME_DAYS * 86400 * 1_000_000} THEN '' "
+                   f"ELSE {frame} END",
         "received_at": ts("us"),
         "last_seen_at": ts("us"),
         "processed_at": ts("us + 150000"),
@@ -192,6 +201,7 @@ def _build_sqlite(path: Path, n: int, ncids: int, say: Say) -> None:
             t1 = time.perf_counter()
             con.execute(sql)
             say(f"    prefill (SQLite): index {name} built in {time.perf_counter() - t1:.0f} s")
+        con.execute(MARK_BLANKED)
         con.execute("PRAGMA journal_mode=WAL")
     finally:
         con.close()
@@ -235,6 +245,7 @@ def pg_prefill(url: str, n: int, say: Say, ncids: int = PREFILL_CIDS) -> str:
                 c.execute(text(sql))
                 say(f"    prefill (PostgreSQL): index {name} built in "
                     f"{time.perf_counter() - t1:.0f} s")
+            c.execute(text(MARK_BLANKED))
             c.execute(text("VACUUM ANALYZE device_events"))
     finally:
         engine.dispose()

@@ -13,6 +13,7 @@ batches so device answers never queue behind a long delete, run by the dispatch 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -52,7 +53,8 @@ class Pass:
 class Retention:
     def __init__(self, db: Database, clock: Clock, *, event_days: float = 90.0,
                  raw_frame_days: float = 7.0, interval_s: float = 60.0,
-                 batch: int = inbox.RETENTION_BATCH, pause_s: float = 0.05) -> None:
+                 batch: int = inbox.RETENTION_BATCH, pause_s: float = 0.05,
+                 measure_s: float = 600.0) -> None:
         self.db = db
         self.clock = clock
         self.keep_events = timedelta(days=event_days)
@@ -60,6 +62,10 @@ class Retention:
         self.interval_s = interval_s
         self.batch = batch
         self.pause_s = pause_s
+        # Counting a log of millions of rows costs a second of reading: every ten minutes
+        # is often enough for a gauge that moves by the day.
+        self.measure_s = measure_s
+        self._measured: tuple[float, int, datetime | None] | None = None
 
     async def run_once(self) -> Pass:
         """One pass: delete and blank what is due (up to a cap), then measure the log."""
@@ -69,9 +75,7 @@ class Retention:
         # Deleting always starts from the oldest row: what it deleted is its progress.
         deleted = sum(await self._repeat(lambda s: (n := delete(s), n)))
         blanked = sum(await self._repeat(blank))
-        rows, oldest = await self.db.read(inbox.log_size)
-        if oldest is not None and oldest.tzinfo is None:
-            oldest = oldest.replace(tzinfo=UTC)  # min() skips the column type on SQLite
+        rows, oldest = await self._log_size()
         LOG_ROWS.set(rows)
         LOG_OLDEST_AGE.set(max((now - oldest).total_seconds(), 0.0) if oldest else 0.0)
         DELETED.inc(deleted)
@@ -79,6 +83,16 @@ class Retention:
         if deleted or blanked:
             log.info("event_log_retention", deleted=deleted, blanked=blanked, rows=rows)
         return Pass(deleted, blanked, rows, oldest)
+
+    async def _log_size(self) -> tuple[int, datetime | None]:
+        """The log's rows and oldest arrival, counted again when `measure_s` has passed."""
+        measured = self._measured
+        if measured is None or time.monotonic() - measured[0] >= self.measure_s:
+            rows, oldest = await self.db.read(inbox.log_size)
+            if oldest is not None and oldest.tzinfo is None:
+                oldest = oldest.replace(tzinfo=UTC)  # min() skips the column type on SQLite
+            measured = self._measured = (time.monotonic(), rows, oldest)
+        return measured[1], measured[2]
 
     async def _repeat(self, job: Callable[[Session], tuple[int, int]]) -> list[int]:
         """Run a (done, progress) batch job until it makes no progress, or up to the cap."""

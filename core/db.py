@@ -13,7 +13,9 @@ outbox). Background transactions are kept short, so an answer never waits long.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
+import os
 import queue
 import threading
 import time
@@ -146,8 +148,10 @@ class Lane(IntEnum):
 class _Writer:
     """One thread running write jobs, most urgent lane first, in order within a lane."""
 
-    def __init__(self, run: Callable[[Callable[[Session], Any]], Any]) -> None:
+    def __init__(self, run: Callable[[Callable[[Session], Any]], Any],
+                 niceness: int = 0) -> None:
         self._run = run
+        self._niceness = niceness
         self._jobs: queue.PriorityQueue[tuple[int, int, Any, Future[Any] | None]] = (
             queue.PriorityQueue())
         self._order = itertools.count()
@@ -160,6 +164,11 @@ class _Writer:
         return future
 
     def _loop(self) -> None:
+        if self._niceness:
+            # On Linux a thread has a priority of its own: this one yields the CPU to
+            # the threads and processes that answer devices when both want it.
+            with contextlib.suppress(OSError, AttributeError):
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self._niceness)
         while True:
             _, _, fn, future = self._jobs.get()
             if future is None:
@@ -180,13 +189,13 @@ class _Writer:
 class Database:
     """An engine, a session factory, and the writer thread."""
 
-    def __init__(self, url: str, **engine_kwargs: Any) -> None:
+    def __init__(self, url: str, *, writer_niceness: int = 0, **engine_kwargs: Any) -> None:
         self.url = url
         self.engine = make_engine(url, **engine_kwargs)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.write_engine = make_engine(url, for_writes=True, **engine_kwargs)
         self.write_sessions = sessionmaker(self.write_engine, expire_on_commit=False)
-        self._writer = _Writer(self.transaction)
+        self._writer = _Writer(self.transaction, writer_niceness)
 
     def transaction(self, fn: Callable[[Session], T]) -> T:
         """Run fn in a write transaction on the calling thread (CLI, tests, the writer)."""

@@ -76,6 +76,14 @@ class Dispatcher:
         self.max_publish_attempts = max_publish_attempts
         self._events_waiting = asyncio.Event()
         self._outbox_waiting = asyncio.Event()
+        # SQLite has one write lock for the whole file: dispatch keeps its transactions
+        # short and leaves the lock to the gateway for as long as it held it, so a
+        # device's answer never queues long behind dispatch. PostgreSQL locks rows, and
+        # the gateway's inserts never wait for dispatch: there it takes bigger batches
+        # (fewer commits for the same alarms) and gives way only to the event loop.
+        self.shares_write_lock = db.is_sqlite
+        self.batch, self.budget_s = ((services.PROCESS_BATCH, services.PROCESS_BUDGET_S)
+                                     if self.shares_write_lock else (200, 0.1))
         self._head_failures = 0  # the inbox's head failed this many times in a row
         self._one_by_one = 0  # events still to apply alone, to find the one to blame
 
@@ -97,10 +105,11 @@ class Dispatcher:
             return Outcome()
         now = self.clock.now()
         alone = self._one_by_one > 0
-        limit = 1 if alone else services.PROCESS_BATCH
+        limit = 1 if alone else self.batch
         try:
             out = await self.db.write(
-                lambda s: services.process_pending(s, now, self.rules, limit=limit),
+                lambda s: services.process_pending(s, now, self.rules, limit=limit,
+                                                   budget_s=self.budget_s),
                 Lane.BACKGROUND)
         except inbox.InboxRaceLost as exc:
             # Another dispatcher applied these first; this transaction rolled back whole.
@@ -130,7 +139,7 @@ class Dispatcher:
             raise exc
         self._head_failures = 0
         if not alone:
-            self._one_by_one = services.PROCESS_BATCH
+            self._one_by_one = self.batch
             log.warning("event_batch_keeps_failing_applying_one_by_one",
                         error=type(exc).__name__)
             return Outcome(more=True)
@@ -242,9 +251,10 @@ class Dispatcher:
                 started = time.monotonic()
                 out = await self.process_events()
                 if out.more:
-                    # More are waiting; first leave the database to the gateway for as
-                    # long as this batch held it, so answers never queue behind dispatch.
-                    await asyncio.sleep(min(time.monotonic() - started, 0.05))
+                    # More are waiting; on SQLite first leave the database to the gateway
+                    # for as long as this batch held it.
+                    held = time.monotonic() - started
+                    await asyncio.sleep(min(held, 0.05) if self.shares_write_lock else 0)
                     self._events_waiting.set()
             except Exception:
                 log.exception("dispatch_events_failed")

@@ -73,6 +73,7 @@ ALL_ROLES = frozenset(Role)
 # Without the gateway in the same process nobody wakes dispatch when events arrive:
 # it looks for them this often instead (well inside the dashboard's one second).
 INBOX_POLL_S = 0.1
+DISPATCH_NICENESS = 10
 
 
 class _LeadershipLost(Exception):
@@ -89,7 +90,16 @@ class Service:
             raise ValueError("a service needs at least one role")
         self.clock = clock or SystemClock()
         self.run_timer_loop = run_timer_loop
-        self.db = Database(settings.database_url)
+        # On PostgreSQL a process of dispatch alone does its database work at a lower
+        # CPU priority: the gateway's answers come first, and dispatch applies the
+        # backlog with the rest. Not on SQLite: a thread put aside while it holds the
+        # file's one write lock would hold up the gateway (priority inversion); there
+        # dispatch keeps its transactions short instead. Both roles in one process share
+        # one writer: no change either.
+        nice = (self.roles == {Role.DISPATCH}
+                and not settings.database_url.startswith("sqlite"))
+        self.db = Database(settings.database_url,
+                           writer_niceness=DISPATCH_NICENESS if nice else 0)
         self.config: MunicipalityConfig = load_config(settings.config or SHIPPED_CONFIG)
         self.rules = DispatchRules(self.config.shifts, self.config.timers,
                                    settings.mqtt_topic_root)

@@ -147,13 +147,16 @@ def append_events(session: Session, items: Sequence[Incoming],
         hit = known.get(key)
         if hit is not None and hit[1] >= item.received_at - resend_window:
             resent[hit[0]] = max(item.received_at, resent.get(hit[0], item.received_at))
+            known[key] = (hit[0], max(hit[1], item.received_at))  # the window moves on
         elif key not in fresh:
             fresh[key] = _row_values(item, key)
     new_ids: dict[str, int] = (
         {key: row_id for key, row_id in conn.execute(_INSERT, list(fresh.values()))}
         if fresh else {})
     if resent:
-        conn.execute(_EXTEND, [{"row_id": i, "at": at} for i, at in resent.items()])
+        # In id order, as dispatch marks rows: two writers locking rows in the same
+        # order cannot deadlock on PostgreSQL.
+        conn.execute(_EXTEND, [{"row_id": i, "at": at} for i, at in sorted(resent.items())])
     touch_links(session, [Seen(i.event.cid, i.received_at, i.event.kind.value) for i in items])
     results: list[Stored] = []
     first_in_batch: set[str] = set()

@@ -62,6 +62,15 @@ class _PostgresLock:
             # A server that vanished is noticed by the kernel, not only at the next check.
             "keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2,
             "keepalives_count": 2,
+            # And the server's side: a leader whose host died without closing its socket
+            # (power, network) must free the lock in seconds, not after the kernel's two
+            # hours. About 11 s: longer than the leader's own give-up (check_s +
+            # timeout_s), so two leaders never overlap.
+            # Added to any options the URL carries (a search_path, say), not instead.
+            "options": " ".join(filter(None, (
+                str(make_url(url).query.get("options") or ""),
+                "-c tcp_keepalives_idle=5 -c tcp_keepalives_interval=2 "
+                "-c tcp_keepalives_count=3"))),
         }
         self._engine = create_engine(url, poolclass=NullPool, hide_parameters=True,
                                      connect_args=connect_args)

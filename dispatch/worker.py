@@ -30,6 +30,7 @@ from core import inbox
 from core.clock import Clock
 from core.db import Database, Lane
 from core.errors import LinkDown
+from core.logs import Throttle
 from dispatch import services
 from dispatch.live import LiveFeed
 from dispatch.metrics import (
@@ -51,8 +52,11 @@ log = structlog.get_logger(__name__)
 Publish = Callable[[str, str], Awaitable[None]]
 
 # A batch that fails this often in a row is applied one event at a time; an event that
-# fails this often in a row on its own is set aside.
+# fails this often in a row on its own, and for at least this long, is set aside. The
+# time keeps a passing error (a few tenths of a second of retries) from quarantining a
+# press, which would reach the operators without its call-out.
 QUARANTINE_AFTER = 3
+QUARANTINE_AFTER_S = 30.0
 
 
 def database_unreachable(exc: BaseException) -> bool:
@@ -85,6 +89,9 @@ class Dispatcher:
         self.batch, self.budget_s = ((services.PROCESS_BATCH, services.PROCESS_BUDGET_S)
                                      if self.shares_write_lock else (200, 0.1))
         self._head_failures = 0  # the inbox's head failed this many times in a row
+        self._failing_since: float | None = None  # since when (monotonic), if it does
+        self.quarantine_after_s = QUARANTINE_AFTER_S
+        self._event_failures = Throttle()
         self._one_by_one = 0  # events still to apply alone, to find the one to blame
 
     @property
@@ -121,6 +128,7 @@ class Dispatcher:
                 raise  # not the event's fault: retried as it is, with the loop's backoff
             return await self._head_failed(exc, alone, now)
         self._head_failures = 0
+        self._failing_since = None
         if alone:
             self._one_by_one -= 1
         EVENT_FAILURES.inc(out.failed_events)
@@ -135,7 +143,11 @@ class Dispatcher:
         aside, so one bad event cannot hold up every alarm behind it for good.
         """
         self._head_failures += 1
-        if self._head_failures < QUARANTINE_AFTER:
+        if self._failing_since is None:
+            self._failing_since = time.monotonic()
+        failing_for = time.monotonic() - self._failing_since
+        if self._head_failures < QUARANTINE_AFTER or (
+                alone and failing_for < self.quarantine_after_s):
             raise exc
         self._head_failures = 0
         if not alone:
@@ -147,6 +159,7 @@ class Dispatcher:
         out = await self.db.write(
             lambda s: services.quarantine_head(s, now, error, self.rules), Lane.BACKGROUND)
         self._one_by_one -= 1
+        self._failing_since = None  # the next event gets its own time
         EVENTS_QUARANTINED.inc(out.processed)
         EVENT_FAILURES.inc(out.failed_events)
         out.more = True
@@ -256,8 +269,11 @@ class Dispatcher:
                     held = time.monotonic() - started
                     await asyncio.sleep(min(held, 0.05) if self.shares_write_lock else 0)
                     self._events_waiting.set()
-            except Exception:
-                log.exception("dispatch_events_failed")
+            except Exception as exc:
+                # Retried every poll while it lasts: one line per interval, with a count.
+                if (count := self._event_failures.hit()) is not None:
+                    log.error("dispatch_events_failed", failures=count,
+                              error=type(exc).__name__)
                 await asyncio.sleep(poll_s)
 
     async def run_timers(self, sweep_s: float = 1.0) -> None:

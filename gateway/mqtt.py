@@ -68,7 +68,6 @@ class MqttLink:
         self.state = LinkState.STARTING
         self._client: aiomqtt.Client | None = None
         self._connected = asyncio.Event()
-        self._receiving = True
 
     def _new_client(self) -> aiomqtt.Client:
         client = aiomqtt.Client(
@@ -99,15 +98,13 @@ class MqttLink:
         while True:
             try:
                 async with self._new_client() as client:
-                    if self._receiving:
-                        for topic in self.subscriptions:
-                            await client.subscribe(topic, qos=1)
+                    for topic in self.subscriptions:
+                        await client.subscribe(topic, qos=1)
                     self._up(client)
                     waits = self.backoff()
                     async for message in client.messages:
                         payload = message.payload
-                        if (self._receiving and self.on_message is not None
-                                and isinstance(payload, bytes | bytearray)):
+                        if self.on_message is not None and isinstance(payload, bytes | bytearray):
                             self.on_message(message.topic.value, bytes(payload))
             except aiomqtt.MqttError as exc:
                 self._down()
@@ -118,22 +115,6 @@ class MqttLink:
                 await asyncio.sleep(wait)
             finally:
                 self._down()
-
-    async def stop_receiving(self) -> None:
-        """Take no new messages (a graceful stop); answers can still be published.
-
-        Unsubscribing makes the broker keep new requests for the next gateway (QoS 1,
-        persistent session) instead of handing them to one that is leaving.
-        """
-        self._receiving = False
-        client = self._client
-        if client is None:
-            return
-        for topic in self.subscriptions:
-            try:
-                await asyncio.wait_for(client.unsubscribe(topic), 2)
-            except (aiomqtt.MqttError, TimeoutError) as exc:
-                log.warning("mqtt_unsubscribe_failed", link=self.name, error=str(exc))
 
     def _up(self, client: aiomqtt.Client) -> None:
         self._client = client

@@ -217,9 +217,12 @@ class Service:
         return self
 
     async def _let_go_of_devices(self) -> None:
-        """A graceful stop: take no new frames, then commit and answer those already
-        taken from the broker, and write last-seen, before the link goes."""
-        await self.link.stop_receiving()
+        """A graceful stop: commit and answer the frames already taken from the broker
+        (the client has acknowledged them: the broker will not send them again), and
+        write last-seen, while the link is still up. No unsubscribe: the persistent
+        session keeps the subscription, so the broker queues what devices send while
+        no gateway is connected. A frame taken in the moment between the drain and the
+        disconnect goes unanswered, and its device resends it."""
         await self.ingest.drain()
         await self.last_seen.flush()
 

@@ -23,6 +23,7 @@ from core.settings import Settings
 
 log = structlog.get_logger(__name__)
 PARENT_PID_ENV = "TRYGG_PARENT_PID"
+_LOOPBACK = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}  # noqa: S104
 
 
 class GatewayProcess:
@@ -53,7 +54,8 @@ class GatewayProcess:
 
     async def _watch_readiness(self, every_s: float = 0.25) -> None:
         while True:
-            self._child_ready = self.alive() and await child_ready(self.http_port)
+            self._child_ready = self.alive() and await child_ready(
+                self.settings.http_host, self.http_port)
             await asyncio.sleep(every_s)
 
     def _env(self) -> dict[str, str]:
@@ -118,16 +120,17 @@ class GatewayProcess:
                     await task
 
 
-async def child_ready(port: int, timeout_s: float = 1.0) -> bool:
-    """Whether the gateway child's /readyz on 127.0.0.1:`port` answers 200.
+async def child_ready(host: str, port: int, timeout_s: float = 1.0) -> bool:
+    """Whether the gateway child's /readyz on `host`:`port` answers 200 (a wildcard
+    address is asked on loopback).
 
     A bare HTTP/1.0 request: the product needs no HTTP client library for one probe.
     """
     writer = None
     try:
         reader, writer = await asyncio.wait_for(
-            asyncio.open_connection("127.0.0.1", port), timeout_s)
-        writer.write(b"GET /readyz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+            asyncio.open_connection(_LOOPBACK.get(host, host), port), timeout_s)
+        writer.write(b"GET /readyz HTTP/1.0\r\nHost: gateway\r\n\r\n")
         status_line = await asyncio.wait_for(reader.readline(), timeout_s)
         return status_line.split(b" ")[1:2] == [b"200"]
     except (OSError, TimeoutError):

@@ -21,13 +21,11 @@ benchmark itself could not run.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import multiprocessing as mp
 import os
 import secrets
 import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -44,6 +42,7 @@ from bench.ingest import (
     _print_log_tail,
     _snapshot,
     _stop,
+    _workdir,
     machine_line,
     pct,
     pg_schema,
@@ -585,19 +584,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nwhole run: {time.perf_counter() - started:.0f} s; load average now "
           f"{os.getloadavg()[0]:.2f}")
     return 0
-
-
-@contextlib.contextmanager
-def _workdir(keep: bool) -> Any:
-    if keep:
-        path = Path(tempfile.mkdtemp(prefix="trygg-bench-hb-"))
-        try:
-            yield path
-        finally:
-            print(f"kept {path}")
-    else:
-        with tempfile.TemporaryDirectory(prefix="trygg-bench-hb-") as tmp:
-            yield Path(tmp)
 
 
 if __name__ == "__main__":

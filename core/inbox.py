@@ -324,11 +324,16 @@ def _last_id_before(session: Session, cutoff: datetime) -> int | None:
 def delete_expired(session: Session, cutoff: datetime, limit: int = RETENTION_BATCH) -> int:
     """Delete up to `limit` processed events received before `cutoff`, oldest first.
 
-    Unprocessed ones stay whatever their age: dispatch has not applied them yet.
+    Unprocessed ones stay whatever their age: dispatch has not applied them yet. The
+    newest event of all stays too: SQLite gives a new row the highest id plus one, so an
+    emptied log would hand out ids again (below retention's mark, and already named by
+    old alarms).
     """
     through = _last_id_before(session, cutoff)
-    if through is None:
+    newest = session.execute(select(func.max(DeviceEventRow.id))).scalar()
+    if through is None or newest is None:
         return 0
+    through = min(through, newest - 1)
     ids = session.execute(
         select(DeviceEventRow.id)
         .where(DeviceEventRow.id <= through, DeviceEventRow.processed_at.is_not(None))

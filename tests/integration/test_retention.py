@@ -86,7 +86,7 @@ async def test_alarms_their_trail_and_presence_records_outlive_their_events(
         return alarm_view(alarm, timedelta(minutes=30), with_log=True), len(presence)
 
     view, presence = db.transaction(survivors)
-    assert _events(db) == []
+    assert _events(db) == [("c1", "")]  # the newest event of all stays (ids never reused)
     assert view["state"] == "on_site"
     assert [e["action"] for e in view["log"]][:1] == ["receive"]
     assert presence == 1
@@ -101,5 +101,22 @@ async def test_a_long_backlog_is_worked_off_in_small_batches(db: Database) -> No
 
     result = await retention.run_once()
 
-    assert result.deleted == 25
-    assert _events(db) == []
+    assert result.deleted == 24
+    assert [ref for ref, _ in _events(db)] == ["t24"]
+
+
+async def test_ids_are_never_handed_out_again_after_retention(db: Database) -> None:
+    """SQLite gives a new row max(id) + 1: deleting the newest row would reuse its id."""
+    at = NOW - timedelta(days=95)
+    for n in range(3):
+        _store(db, at + timedelta(seconds=n), EventKind.TEST, f"t{n}")
+    db.transaction(lambda s: s.execute(update(DeviceEventRow).values(processed_at=at)))
+    newest_before = max(db.transaction(lambda s: s.execute(
+        select(DeviceEventRow.id)).scalars().all()))
+
+    await Retention(db, FakeClock(NOW)).run_once()
+    _store(db, NOW, EventKind.TEST, "after")
+    ids = db.transaction(lambda s: s.execute(
+        select(DeviceEventRow.id, DeviceEventRow.ref)).all())
+
+    assert max(i for i, ref in ids if ref == "after") > newest_before

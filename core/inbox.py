@@ -4,8 +4,9 @@ Every decoded device message but a heartbeat is committed here before its device
 answered, so an answered event is never lost even if dispatch is down. A resend is
 stored once, but only while it is a resend: the same idempotency key seen within the
 resend window (each resend extends it); after that the unit's counter has come round
-and it is a new message. Heartbeats cost no row: the gateway keeps last-seen in memory
-and writes it here in batches, one row per unit.
+and it is a new message. Last-seen costs no write on the device's commit: the gateway
+keeps it in memory, for heartbeats and events alike, and writes it here in batches, one
+row per unit (`touch_links`).
 
 Dispatch consumes rows whose `processed_at` is empty, oldest first, and marks them
 conditionally, so two dispatchers can never both apply one event. Retention deletes
@@ -157,7 +158,6 @@ def append_events(session: Session, items: Sequence[Incoming],
         # In id order, as dispatch marks rows: two writers locking rows in the same
         # order cannot deadlock on PostgreSQL.
         conn.execute(_EXTEND, [{"row_id": i, "at": at} for i, at in sorted(resent.items())])
-    touch_links(session, [Seen(i.event.cid, i.received_at, i.event.kind.value) for i in items])
     results: list[Stored] = []
     first_in_batch: set[str] = set()
     for key in item_keys:
@@ -185,7 +185,6 @@ def _link_upsert(dialect: ModuleType) -> Any:
     return stmt.on_conflict_do_update(
         index_elements=[_LINKS.c.cid],
         set_={"last_seen_at": stmt.excluded.last_seen_at, "last_kind": stmt.excluded.last_kind},
-        # Writes from two places (stored events, the heartbeat book) never move it back.
         where=_LINKS.c.last_seen_at <= stmt.excluded.last_seen_at,
     )
 
@@ -225,7 +224,10 @@ def _row_values(item: Incoming, key: str) -> dict[str, object]:
 
 
 def touch_links(session: Session, seen: Iterable[Seen]) -> int:
-    """Write last-seen, one row per unit (the latest of `seen` for each); returns the rows."""
+    """Write last-seen, one row per unit (the latest of `seen` for each); returns the rows.
+
+    Never moves a unit's last-seen back: a late batch cannot undo a newer one.
+    """
     latest: dict[str, Seen] = {}
     for s in seen:
         held = latest.get(s.cid)
@@ -237,11 +239,6 @@ def touch_links(session: Session, seen: Iterable[Seen]) -> int:
     conn.execute(_UPSERT_LINK[conn.dialect.name], [
         {"cid": s.cid, "last_seen_at": s.at, "last_kind": s.kind} for s in latest.values()])
     return len(latest)
-
-
-def last_seen(session: Session) -> dict[str, datetime]:
-    """Every device's last-seen time, as written: where supervision starts after a restart."""
-    return dict(session.execute(select(DeviceLink.cid, DeviceLink.last_seen_at)).all())
 
 
 # -- consuming (dispatch) --------------------------------------------------------------

@@ -297,11 +297,10 @@ def quarantine_head(session: Session, now: datetime, error: str,
     operators' queue as a "processing_error" alarm.
     """
     out = Outcome()
-    head = session.execute(
-        select(inbox.DeviceEventRow).where(inbox.DeviceEventRow.processed_at.is_(None))
-        .order_by(inbox.DeviceEventRow.id).limit(1)).scalar_one_or_none()
-    if head is None:
+    rows = inbox.pending(session, 1)
+    if not rows:
         return out
+    head = rows[0]
     inbox.mark_processed(session, [head.id], now, error=f"quarantined: {error}")
     out.processed = out.failed_events = 1
     log.error("event_quarantined", event_id=head.id, cid=head.cid, kind=head.kind)

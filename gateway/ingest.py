@@ -158,8 +158,8 @@ class Ingest:
     async def drain(self, timeout_s: float = 10.0) -> bool:
         """Wait until every frame already taken in is committed and answered (or given up).
 
-        For a graceful stop, after the link stopped taking new frames: whatever the
-        broker already handed us is answered now instead of waiting for a resend.
+        For a graceful stop, while the link is still up: whatever the broker already
+        handed us is answered now instead of waiting for a resend.
         """
         try:
             await asyncio.wait_for(self._queue.join(), timeout_s)
@@ -196,6 +196,7 @@ class Ingest:
             DUPLICATES.inc()
         else:
             EVENTS.labels(event.kind.value).inc()
+        self.last_seen.saw(event.cid, pending.incoming.received_at, event.kind.value)
         self._answer(event.cid, self._ok(event), event.ref, started=pending.started)
 
     def _ok(self, event: DeviceEvent) -> bytes:

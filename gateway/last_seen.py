@@ -1,11 +1,11 @@
 """Last-seen of every device, kept in memory and written in batches: heartbeats cost no row.
 
 Sweden's ~250,000 units at a 60-second interval send ~4,200 heartbeats a second. Each is
-answered at once and only moves its unit's last-seen here; every few seconds the book
-writes one `device_links` row per unit heard since the last write (the newest time
-wins, in the database too), and once more when the gateway stops. A kill -9 loses at
-most one interval of last-seen, never an alarm: everything but a heartbeat still goes
-through the committed inbox before it is answered.
+answered at once and only moves its unit's last-seen here, as every committed event
+does too; every few seconds the book writes one `device_links` row per unit heard since
+the last write (the newest time wins, in the database too), and once more when the
+gateway stops. A kill -9 loses at most one interval of last-seen, never an alarm:
+everything but a heartbeat still goes through the committed inbox before it is answered.
 """
 
 from __future__ import annotations

@@ -68,6 +68,22 @@ def database_unreachable(exc: BaseException) -> bool:
                             sa_exc.TimeoutError, OSError))
 
 
+async def _woken_or_timed_out(event: asyncio.Event, timeout_s: float) -> None:
+    """Wait for `event` at most `timeout_s`; stop here if the loop was asked to stop.
+
+    On Python 3.11 `asyncio.wait_for` swallows a cancellation that arrives as what it
+    waits for completes: here (an event set as the service stops), and inside aiomqtt's
+    publish (a PUBACK arriving as the service stops). The loop then went on for ever and
+    the stop hung. A task asked to stop still says so (`cancelling()`): honour it.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout_s):
+            await event.wait()
+
+
 class Dispatcher:
     def __init__(self, db: Database, clock: Clock, rules: DispatchRules, live: LiveFeed,
                  publish: Publish | None = None,
@@ -257,8 +273,7 @@ class Dispatcher:
 
     async def run_events(self, poll_s: float = 1.0) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._events_waiting.wait(), poll_s)
+            await _woken_or_timed_out(self._events_waiting, poll_s)
             self._events_waiting.clear()
             try:
                 started = time.monotonic()
@@ -286,8 +301,7 @@ class Dispatcher:
 
     async def run_outbox(self, poll_s: float = 1.0) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._outbox_waiting.wait(), poll_s)
+            await _woken_or_timed_out(self._outbox_waiting, poll_s)
             self._outbox_waiting.clear()
             try:
                 await self.send_outbox()

@@ -9,6 +9,7 @@ tests/unit/test_codec_contract.py then runs the shared contract against it.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Protocol
 
 from devices import scaip
@@ -24,11 +25,15 @@ class Codec(Protocol):
         """The protocol's name; also `DeviceEvent.protocol` and the key in CODECS."""
         ...
 
-    def decode(self, frame: bytes) -> DeviceEvent:
-        """One frame in, one event out; raises FrameError (or a subclass) only."""
+    def decode(self, frame: bytes, *, now: datetime) -> DeviceEvent:
+        """One frame in, one event out; raises FrameError (or a subclass) only.
+
+        `now` (aware UTC) is the receiving clock, for protocols whose frames carry a
+        timestamp that must lie in a window; codecs have no clock of their own.
+        """
         ...
 
-    def encode_ok(self, event: DeviceEvent, *,
+    def encode_ok(self, event: DeviceEvent, *, now: datetime,
                   heartbeat_interval_min: int | None = None) -> bytes:
         """The answer that tells the device its message `event.ref` was handled.
 
@@ -36,7 +41,7 @@ class Codec(Protocol):
         """
         ...
 
-    def encode_error(self, err: FrameError) -> bytes:
+    def encode_error(self, err: FrameError, *, now: datetime) -> bytes:
         """The answer to a frame that `decode` rejected with `err`."""
         ...
 
@@ -46,16 +51,16 @@ class ScaipCodec:
 
     name = scaip.PROTOCOL
 
-    def decode(self, frame: bytes) -> DeviceEvent:
+    def decode(self, frame: bytes, *, now: datetime) -> DeviceEvent:
         return scaip.decode(frame)
 
-    def encode_ok(self, event: DeviceEvent, *,
+    def encode_ok(self, event: DeviceEvent, *, now: datetime,
                   heartbeat_interval_min: int | None = None) -> bytes:
         hbi = heartbeat_interval_min if event.wants_heartbeat_interval else None
         return scaip.encode_response(scaip.ScaipResponse(ref=event.ref, snu=scaip.Snu.OK,
                                                          hbi=hbi))
 
-    def encode_error(self, err: FrameError) -> bytes:
+    def encode_error(self, err: FrameError, *, now: datetime) -> bytes:
         if isinstance(err, scaip.ScaipError):
             return scaip.encode_response(scaip.error_response(err))
         if isinstance(err, ContentError):

@@ -52,6 +52,12 @@ class DeviceEvent:
     location_code: str | None = None  # e.g. "031" summer house
     staff_id: str | None = None  # a lock's "who opened": a staff id, never a name
     wants_heartbeat_interval: bool = False  # SCAIP hbo 001
+    # The device's own timestamp as sent (DC-09 `_HH:MM:SS,MM-DD-YYYY`), if any: part of
+    # the content, so a panel that restarted its counter is not taken for a resend.
+    sent_at: str | None = None
+    # What the answer must echo, opaque to all but the codec (DC-09: receiver, line
+    # prefix and whether the frame was encrypted). Never stored.
+    reply_context: str | None = None
 
     @property
     def fingerprint(self) -> str:

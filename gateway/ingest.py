@@ -17,20 +17,20 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 
 import structlog
 
 from core.clock import Clock
 from core.db import Database, Lane
+from core.errors import LinkDown
 from core.inbox import DEFAULT_RESEND_WINDOW, Incoming, Stored, append_events
 from core.logs import Throttle
 from devices.codecs import SCAIP, Codec
 from devices.errors import ContentError, FrameError
 from devices.events import DeviceEvent, EventKind
 from gateway import topics
-from gateway.errors import GatewayUnavailable
 from gateway.last_seen import LastSeenBook
 from gateway.metrics import (
     ANSWERS_NOT_SENT,
@@ -47,14 +47,24 @@ from gateway.mqtt import MqttLink
 log = structlog.get_logger(__name__)
 
 
+# Hands an answer to the link the frame came on; raises LinkDown when it cannot.
+Reply = Callable[[bytes], None]
+
+
 @dataclass(frozen=True, slots=True)
 class _Pending:
     incoming: Incoming
     started: float  # time.perf_counter() on arrival, for the latency histogram
+    codec: Codec
+    reply: Reply
 
 
 class Ingest:
-    """Owns the request subscription of a link; commits, then answers."""
+    """Commits what every device link hands in, then answers on that link.
+
+    The MQTT link is attached (`attach`); serial lines and the DC-09 TCP listener call
+    `accept` with the codec of their protocol and a `Reply` that writes to their line.
+    """
 
     def __init__(
         self,
@@ -93,39 +103,55 @@ class Ingest:
     # -- arrival (on the event loop; never blocks) --------------------------------------
 
     def on_frame(self, topic: str, payload: bytes) -> None:
-        started = time.perf_counter()
+        """A frame from the broker: its topic names the only cid it may speak for."""
         topic_cid = topics.cid_of_request(self.root, topic)
         if topic_cid is None:
             REJECTIONS.labels("bad_topic").inc()
             log.warning("frame_rejected", reason="bad_topic", topic=topic[:200])
             return
+        self.accept(payload, self.codec, partial(self._publish, topic_cid),
+                    link_cid=topic_cid)
+
+    def accept(self, frame: bytes, codec: Codec, reply: Reply, *,
+               link_cid: str | None = None) -> None:
+        """Decode a frame and queue it for the commit; answer at once what has no row.
+
+        `link_cid` is the only device the link may speak for (the broker's ACL ties a
+        topic to one unit); None for a receiver's line, which carries many accounts.
+        """
+        started = time.perf_counter()
+        now = self.clock.now()
         try:
-            event = self.codec.decode(payload)
-            if event.cid != topic_cid:
-                # The broker's ACL ties a topic to one device: a frame naming another
-                # cid is a misconfigured or spoofing unit, and must not raise its alarm.
+            event = codec.decode(frame, now=now)
+            if link_cid is not None and event.cid != link_cid:
+                # A frame naming another cid is a misconfigured or spoofing unit, and
+                # must not raise its alarm.
                 raise ContentError("cid_mismatch", f"frame says cid {event.cid}",
                                    ref=event.ref, cid=event.cid)
         except FrameError as err:
             REJECTIONS.labels(err.reason).inc()
-            log.warning("frame_rejected", reason=err.reason, detail=err.detail[:200],
-                        cid=topic_cid, ref=getattr(err, "ref", None))
-            self._answer(topic_cid, self.codec.encode_error(err), None, started=None)
+            log.warning("frame_rejected", protocol=codec.name, reason=err.reason,
+                        detail=err.detail[:200], cid=link_cid or getattr(err, "cid", None),
+                        ref=getattr(err, "ref", None))
+            self._answer(reply, codec.encode_error(err, now=now), link_cid, None,
+                         started=None)
             return
-        except Exception as exc:  # a codec bug must not take the broker link down
+        except Exception as exc:  # a codec bug must not take the link down
             REJECTIONS.labels("internal_error").inc()
-            log.error("frame_decode_failed", cid=topic_cid, error=type(exc).__name__)
+            log.error("frame_decode_failed", protocol=codec.name, cid=link_cid,
+                      error=type(exc).__name__)
             internal = FrameError("internal_error", type(exc).__name__)
-            self._answer(topic_cid, self.codec.encode_error(internal), None, started=None)
+            self._answer(reply, codec.encode_error(internal, now=now), link_cid, None,
+                         started=None)
             return
-        now = self.clock.now()
         if event.kind is EventKind.HEARTBEAT:
             # Nothing to commit: the unit is alive, and its last-seen is written in batches.
             self.last_seen.saw(event.cid, now, event.kind.value)
             HEARTBEATS.inc()
-            self._answer(event.cid, self._ok(event), event.ref, started=started)
+            self._answer(reply, self._ok(codec, event, now), event.cid, event.ref,
+                         started=started)
             return
-        self._queue.put_nowait(_Pending(Incoming(event, payload, now), started))
+        self._queue.put_nowait(_Pending(Incoming(event, frame, now), started, codec, reply))
 
     @property
     def in_hand(self) -> int:
@@ -197,18 +223,23 @@ class Ingest:
         else:
             EVENTS.labels(event.kind.value).inc()
         self.last_seen.saw(event.cid, pending.incoming.received_at, event.kind.value)
-        self._answer(event.cid, self._ok(event), event.ref, started=pending.started)
+        answer = self._ok(pending.codec, event, self.clock.now())
+        self._answer(pending.reply, answer, event.cid, event.ref, started=pending.started)
 
-    def _ok(self, event: DeviceEvent) -> bytes:
-        return self.codec.encode_ok(event, heartbeat_interval_min=self.heartbeat_interval_min)
+    def _ok(self, codec: Codec, event: DeviceEvent, now: datetime) -> bytes:
+        return codec.encode_ok(event, now=now,
+                               heartbeat_interval_min=self.heartbeat_interval_min)
 
-    def _answer(self, cid: str, answer: bytes, ref: str | None, *,
-                started: float | None) -> None:
+    def _publish(self, cid: str, answer: bytes) -> None:
         if self.link is None:
-            return
+            return  # no broker attached (tests that drive the inbox alone)
+        self.link.publish_nowait(topics.response_topic(self.root, cid), answer)
+
+    def _answer(self, reply: Reply, answer: bytes, cid: str | None, ref: str | None, *,
+                started: float | None) -> None:
         try:
-            self.link.publish_nowait(topics.response_topic(self.root, cid), answer)
-        except GatewayUnavailable:
+            reply(answer)
+        except LinkDown:
             # Stored but not answered: the device resends and is answered from the log.
             ANSWERS_NOT_SENT.inc()
             if (count := self._unanswered.hit()) is not None:

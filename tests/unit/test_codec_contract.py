@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import pytest
 
@@ -37,6 +38,9 @@ SAMPLES = {
     ),
 }
 
+# The receiving clock handed to the codecs: a sample's own timestamp (if any) is this.
+NOW = datetime(2025, 3, 14, 10, 15, 30, tzinfo=UTC)
+
 GARBAGE = [b"", b"\x00", b"\xff\xfe\xfd", b"hello", b"<", b"<x/>", b"\n\r" * 50, b"A" * 100_000]
 
 codecs = pytest.mark.parametrize("codec", list(CODECS.values()), ids=lambda c: c.name)
@@ -61,7 +65,7 @@ def test_codec_is_registered_under_its_own_name(codec: Codec) -> None:
 
 @codecs
 def test_sample_frame_decodes_to_an_event_of_this_protocol(codec: Codec) -> None:
-    event = codec.decode(sample_of(codec).frame)
+    event = codec.decode(sample_of(codec).frame, now=NOW)
 
     assert (event.protocol, event.ref) == (codec.name, sample_of(codec).ref)
 
@@ -72,14 +76,14 @@ def test_truncated_frame_raises_frame_error(codec: Codec) -> None:
 
     for end in range(len(frame)):
         with pytest.raises(FrameError):
-            codec.decode(frame[:end])
+            codec.decode(frame[:end], now=NOW)
 
 
 @codecs
 @pytest.mark.parametrize("garbage", GARBAGE, ids=lambda g: repr(g[:8]))
 def test_garbage_raises_frame_error_with_a_reason(codec: Codec, garbage: bytes) -> None:
     with pytest.raises(FrameError) as info:
-        codec.decode(garbage)
+        codec.decode(garbage, now=NOW)
 
     assert info.value.reason
 
@@ -89,9 +93,9 @@ def test_ok_answer_is_read_by_the_device_as_accepted(codec: Codec) -> None:
     sample = sample_of(codec)
     assert sample.read_answer is not None
 
-    event = codec.decode(sample.frame)
+    event = codec.decode(sample.frame, now=NOW)
 
-    assert sample.read_answer(codec.encode_ok(event)) == (sample.ref, True)
+    assert sample.read_answer(codec.encode_ok(event, now=NOW)) == (sample.ref, True)
 
 
 @answered
@@ -99,9 +103,9 @@ def test_error_answer_is_read_by_the_device_as_not_accepted(codec: Codec) -> Non
     sample = sample_of(codec)
     assert sample.read_answer is not None
     with pytest.raises(FrameError) as info:
-        codec.decode(sample.frame[:-1])
+        codec.decode(sample.frame[:-1], now=NOW)
 
-    _, accepted = sample.read_answer(codec.encode_error(info.value))
+    _, accepted = sample.read_answer(codec.encode_error(info.value, now=NOW))
 
     assert accepted is False
 
@@ -111,7 +115,9 @@ def test_error_answer_to_another_codecs_error_is_read_as_not_accepted(codec: Cod
     sample = sample_of(codec)
     assert sample.read_answer is not None
 
-    _, accepted = sample.read_answer(codec.encode_error(FrameError("bad_crc", "CRC mismatch")))
+    answer = codec.encode_error(FrameError("bad_crc", "CRC mismatch"), now=NOW)
+
+    _, accepted = sample.read_answer(answer)
 
     assert accepted is False
 
@@ -120,9 +126,9 @@ def test_error_answer_to_another_codecs_error_is_read_as_not_accepted(codec: Cod
 def test_refused_content_is_answered_with_the_devices_own_ref(codec: Codec) -> None:
     sample = sample_of(codec)
     assert sample.read_answer is not None
-    event = codec.decode(sample.frame)
+    event = codec.decode(sample.frame, now=NOW)
 
     answer = codec.encode_error(ContentError("cid_mismatch", "another unit's topic",
-                                             ref=event.ref, cid=event.cid))
+                                             ref=event.ref, cid=event.cid), now=NOW)
 
     assert sample.read_answer(answer) == (sample.ref, False)

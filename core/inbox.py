@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from types import ModuleType
 from typing import Any
 
@@ -40,7 +40,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from core.db import Base, UTCDateTime
-from devices.events import DeviceEvent
+from devices.events import DeviceEvent, EventKind
+
+# Events of a help call's life, applied before any other waiting event: a press, a
+# check-in or check-out, a cancel. Their order among themselves is kept.
+URGENT_KINDS = (EventKind.ALARM, EventKind.CHECK_IN, EventKind.CHECK_OUT,
+                EventKind.CANCELLED)
+URGENT_SQL = "(" + ", ".join(f"'{kind.value}'" for kind in URGENT_KINDS) + ")"
 
 
 class DeviceEventRow(Base):
@@ -73,6 +79,11 @@ class DeviceEventRow(Base):
         Index("ix_device_events_inbox", "id",
               sqlite_where=text("processed_at IS NULL"),
               postgresql_where=text("processed_at IS NULL")),
+        # The help calls among them: taken first, so 20,000 units losing mains in a
+        # power cut put no press behind their technical traffic.
+        Index("ix_device_events_inbox_urgent", "id",
+              sqlite_where=text(f"processed_at IS NULL AND kind IN {URGENT_SQL}"),
+              postgresql_where=text(f"processed_at IS NULL AND kind IN {URGENT_SQL}")),
         # "Was this key seen lately?" is a range scan in this index, however long the log.
         Index("ix_device_events_key_seen", "idempotency_key", "last_seen_at"),
     )
@@ -83,7 +94,8 @@ class DeviceLink(Base):
 
     __tablename__ = "device_links"
     cid: Mapped[str] = mapped_column(String(32), primary_key=True)
-    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Indexed: supervision asks "who has not been heard since ..." every few seconds.
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     last_kind: Mapped[str] = mapped_column(String(32))
 
 
@@ -244,7 +256,8 @@ def touch_links(session: Session, seen: Iterable[Seen]) -> int:
 # -- consuming (dispatch) --------------------------------------------------------------
 
 PENDING_COLUMNS = (DeviceEventRow.id, DeviceEventRow.cid, DeviceEventRow.kind,
-                   DeviceEventRow.priority, DeviceEventRow.received_at)
+                   DeviceEventRow.priority, DeviceEventRow.received_at,
+                   DeviceEventRow.status_code)
 
 
 def has_pending(session: Session) -> bool:
@@ -254,10 +267,19 @@ def has_pending(session: Session) -> bool:
 
 
 def pending(session: Session, limit: int) -> Sequence[Any]:
-    """The oldest unprocessed events, as plain rows of PENDING_COLUMNS."""
-    return session.execute(
+    """Unprocessed events as plain rows of PENDING_COLUMNS: help calls first, then the
+    rest, each oldest first. Both are range scans of a partial index."""
+    urgent = session.execute(
+        select(*PENDING_COLUMNS).where(DeviceEventRow.processed_at.is_(None),
+                                       text(f"kind IN {URGENT_SQL}"))
+        .order_by(DeviceEventRow.id).limit(limit)).all()
+    if len(urgent) == limit:
+        return urgent
+    rest = session.execute(
         select(*PENDING_COLUMNS).where(DeviceEventRow.processed_at.is_(None))
         .order_by(DeviceEventRow.id).limit(limit)).all()
+    taken = {row.id for row in urgent}
+    return [*urgent, *[row for row in rest if row.id not in taken]][:limit]
 
 
 class InboxRaceLost(Exception):
@@ -374,3 +396,39 @@ def log_size(session: Session) -> tuple[int, datetime | None]:
     count, oldest = session.execute(
         select(func.count(), func.min(DeviceEventRow.received_at))).one()
     return int(count), oldest
+
+
+# -- is the gateway listening? (for supervision) ---------------------------------------
+
+_ALIVE = "gateway.alive_at"
+_LISTENING = "gateway.listening_since"
+
+
+def _set_mark(session: Session, name: str, value: int) -> None:
+    mark = session.get(MaintenanceMark, name)
+    if mark is None:
+        session.add(MaintenanceMark(name=name, value=value))
+    else:
+        mark.value = value
+
+
+def note_gateway(session: Session, *, alive_at: datetime,
+                 listening_since: datetime | None) -> None:
+    """The gateway says it is running, and since when it has heard devices without a
+    break (None: its link to them is down now). Written with every last-seen flush."""
+    _set_mark(session, _ALIVE, int(alive_at.timestamp()))
+    _set_mark(session, _LISTENING,
+              int(listening_since.timestamp()) if listening_since is not None else 0)
+
+
+def gateway_hearing(session: Session, now: datetime, stale_after: timedelta) -> datetime | None:
+    """Since when the gateway has been hearing devices without a break; None if it is
+    not (its link is down, or it has not said it is alive for `stale_after`)."""
+    marks = dict(session.execute(select(MaintenanceMark.name, MaintenanceMark.value).where(
+        MaintenanceMark.name.in_([_ALIVE, _LISTENING]))).all())
+    alive, listening = marks.get(_ALIVE), marks.get(_LISTENING)
+    if not alive or not listening:
+        return None
+    if now - datetime.fromtimestamp(alive, UTC) > stale_after:
+        return None
+    return datetime.fromtimestamp(listening, UTC)

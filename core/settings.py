@@ -58,6 +58,24 @@ class Settings(BaseSettings):
     event_retention_days: float = Field(default=90.0, gt=0)
     raw_frame_retention_days: float = Field(default=7.0, gt=0)
     retention_interval_s: float = Field(default=60.0, gt=0)
+    # Every device must be heard within its interval plus the tolerance, or it raises a
+    # link fault. These are the defaults for devices whose model and registry entry say
+    # nothing; the interval is also the heartbeat interval (hbi) SCAIP units are given.
+    supervision_interval_s: float = Field(default=3600.0, ge=60)
+    supervision_tolerance_s: float = Field(default=600.0, ge=0)
+    supervision_sweep_s: float = Field(default=10.0, gt=0)
+    # So many units of one area with the same fault within the window are one incident.
+    mass_event_units: int = Field(default=20, ge=2)
+    mass_event_window_s: float = Field(default=120.0, gt=0)
+    # DC-09 alarm receivers on serial lines (comma-separated device paths; baud rate and
+    # the rest per line in the configuration file's `serial:` section) and over TCP.
+    serial_ports: str = ""
+    dc09_tcp: str | None = None  # host:port; off when unset
+    # A DC-09 timestamp this far behind or ahead of our clock is refused (NAK).
+    dc09_time_past_s: float = Field(default=40.0, gt=0)
+    dc09_time_future_s: float = Field(default=20.0, gt=0)
+    # One line per account: `ACCOUNT HEXKEY` (AES-128/192/256), for encrypted DC-09.
+    dc09_keys_file: Path | None = None
 
     @field_validator("mqtt_url")
     @classmethod
@@ -65,6 +83,26 @@ class Settings(BaseSettings):
         if v:
             MqttTarget(v)
         return v
+
+    @field_validator("dc09_tcp")
+    @classmethod
+    def _valid_host_port(cls, v: str | None) -> str | None:
+        if v:
+            host, sep, port = v.rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+                raise ValueError(f"TRYGG_DC09_TCP must be host:port, not {v!r}")
+        return v
+
+    @property
+    def serial_paths(self) -> list[str]:
+        return [p.strip() for p in self.serial_ports.split(",") if p.strip()]
+
+    @property
+    def dc09_tcp_address(self) -> tuple[str, int] | None:
+        if not self.dc09_tcp:
+            return None
+        host, _, port = self.dc09_tcp.rpartition(":")
+        return host.strip("[]"), int(port)
 
     @property
     def mqtt(self) -> MqttTarget | None:

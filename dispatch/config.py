@@ -10,7 +10,7 @@ import re
 from collections.abc import Iterable
 from datetime import time, timedelta
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -105,9 +105,38 @@ class AreaSpec(_Frozen):
 
 
 class DeviceSpec(_Frozen):
-    cid: str = Field(pattern=r"^[0-9]{1,32}$")
-    kind: Literal["base_unit", "lock"] = "base_unit"
+    """A base unit or lock by its SCAIP cid (digits), or a DC-09 account (3-16 hex
+    digits, as the panel reports it through an alarm receiver)."""
+
+    cid: str = Field(pattern=r"^[0-9A-Fa-f]{1,32}$")
+    kind: Literal["base_unit", "lock", "dc09_account"] = "base_unit"
     model: str | None = None
+    # How often it must be heard and how late it may be; else its model's, else the
+    # defaults (TRYGG_SUPERVISION_INTERVAL_S, TRYGG_SUPERVISION_TOLERANCE_S).
+    supervision_interval_s: int | None = Field(default=None, ge=10, le=7 * 24 * 3600)
+    supervision_tolerance_s: int | None = Field(default=None, ge=0, le=7 * 24 * 3600)
+
+    @model_validator(mode="after")
+    def _cid_fits_kind(self) -> DeviceSpec:
+        if self.kind == "dc09_account":
+            if not 3 <= len(self.cid) <= 16:
+                raise ValueError(f"a DC-09 account is 3 to 16 hex digits, not {self.cid!r}")
+            # The codec reports accounts in upper case: so must the registry.
+            object.__setattr__(self, "cid", self.cid.upper())
+        elif not self.cid.isdigit():
+            raise ValueError(f"a {self.kind}'s cid is digits only, not {self.cid!r}")
+        return self
+
+
+class ModelSupervision(_Frozen):
+    interval_s: int = Field(ge=10, le=7 * 24 * 3600)
+    tolerance_s: int = Field(default=600, ge=0, le=7 * 24 * 3600)
+
+
+class SupervisionSpec(_Frozen):
+    """Heartbeat intervals by device model (a model not listed uses the defaults)."""
+
+    models: dict[str, ModelSupervision] = {}
 
 
 class SiteSpec(_Frozen):
@@ -134,6 +163,10 @@ class MunicipalityConfig(_Frozen):
     municipality: str = "Demo"
     shifts: Shifts = Shifts()
     timers: Timers = Timers()
+    supervision: SupervisionSpec = SupervisionSpec()
+    # Serial line settings for the DC-09 receivers (read by the gateway, see
+    # gateway/serial_line.py); the lines themselves are TRYGG_SERIAL_PORTS.
+    serial: dict[str, Any] = {}
     areas: list[AreaSpec] = []
     providers: list[ProviderSpec] = []
     customers: list[CustomerSpec] = []

@@ -15,7 +15,7 @@ from core.clock import Clock, SystemClock
 from core.db import Database
 from core.inbox import inbox_backlog
 from core.logs import Throttle
-from dispatch.models import Alarm, AlarmState
+from dispatch.models import Alarm, AlarmState, Incident, TechnicalAlarm, TechnicalKind
 
 log = structlog.get_logger(__name__)
 
@@ -39,6 +39,12 @@ OUTBOX_PUBLISH_FAILURES = Counter(
 OUTBOX_SET_ASIDE = Counter(
     "trygg_outbox_set_aside_total",
     "Messages to teams given up on after repeated failures (see outbox.last_error)")
+TECHNICAL_OPENED = Counter("trygg_technical_alarms_opened_total",
+                           "Technical alarms opened (device faults, quiet devices), by kind",
+                           ["kind"])
+TECHNICAL_CLEARED = Counter("trygg_technical_alarms_cleared_total",
+                            "Technical alarms cleared, by the device or by hand, by kind",
+                            ["kind"])
 TRANSITIONS = Counter("trygg_alarm_transitions_total", "Operator actions on alarms",
                       ["action"])
 
@@ -67,6 +73,12 @@ class AlarmStateCollector(Collector):
                 counts = dict(session.execute(
                     select(Alarm.state, func.count()).group_by(Alarm.state)).all())
                 backlog, oldest = inbox_backlog(session)
+                technical = dict(session.execute(
+                    select(TechnicalAlarm.kind, func.count())
+                    .where(TechnicalAlarm.state == "open")
+                    .group_by(TechnicalAlarm.kind)).all())
+                incidents = session.execute(select(func.count()).select_from(Incident)
+                                            .where(Incident.state == "open")).scalar_one()
         except Exception as exc:
             if (count := self._failures.hit()) is not None:
                 log.warning("metrics_database_unavailable", scrapes=count,
@@ -78,6 +90,14 @@ class AlarmStateCollector(Collector):
         for state in AlarmState:
             family.add_metric([state.value], counts.get(state.value, 0))
         yield family
+        family = GaugeMetricFamily("trygg_technical_alarms_open",
+                                   "Open technical alarms, by kind", labels=["kind"])
+        for kind in TechnicalKind:
+            family.add_metric([kind.value], technical.get(kind.value, 0))
+        yield family
+        yield GaugeMetricFamily("trygg_incidents_open",
+                                "Open mass events (many units of one area with one fault)",
+                                value=incidents)
         # Stored and answered, not yet applied: alarms not yet on the operators' screens.
         yield GaugeMetricFamily("trygg_inbox_backlog",
                                 "Device events stored but not yet applied by dispatch",

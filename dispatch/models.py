@@ -111,13 +111,18 @@ class Site(Base):
 
 
 class Device(Base):
-    """A registered base unit or lock, by its SCAIP controller id."""
+    """A registered device: a base unit or lock by its SCAIP controller id, or a DC-09
+    account (an alarm panel or dialler reporting through a receiver) by its account."""
 
     __tablename__ = "devices"
     cid: Mapped[str] = mapped_column(String(32), primary_key=True)
     site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id"))
-    kind: Mapped[str] = mapped_column(String(32), default="base_unit")  # | "lock"
+    kind: Mapped[str] = mapped_column(String(32), default="base_unit")  # | "lock" | "dc09_account"
     model: Mapped[str | None] = mapped_column(String(100))
+    # How often it must be heard, and how late it may be before it counts as quiet; None:
+    # its model's interval from the configuration, else TRYGG_SUPERVISION_*.
+    supervision_interval_s: Mapped[int | None] = mapped_column(Integer)
+    supervision_tolerance_s: Mapped[int | None] = mapped_column(Integer)
     site: Mapped[Site | None] = relationship(back_populates="devices")
 
 
@@ -222,11 +227,97 @@ class OutboxMessage(Base):
     # Set aside after too many failed tries: counted, alerted on, and out of the way.
     failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
+    # Kept by the broker for late subscribers (a device's availability), not a team message.
+    retain: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
 
     __table_args__ = (  # messages still to send, in order, as for the event inbox
         Index("ix_outbox_unsent", "id",
               sqlite_where=text("sent_at IS NULL AND failed_at IS NULL"),
               postgresql_where=text("sent_at IS NULL AND failed_at IS NULL")),
+    )
+
+
+class TechnicalKind(StrEnum):
+    """What is wrong with a device: a work item for the alarm manager, not a help call."""
+
+    LINK_FAULT = "link_fault"
+    MAINS_LOST = "mains_lost"
+    BATTERY_LOW = "battery_low"
+    BATTERY_FAULT = "battery_fault"
+    TAMPER = "tamper"
+
+
+class TechnicalState(StrEnum):
+    OPEN = "open"
+    CLEARED = "cleared"
+
+
+class TechnicalAlarm(Base):
+    """A device fault: opened by its event (or by supervision), cleared by the restoring
+    event or by hand with a note. No call-out and no 30-minute clock."""
+
+    __tablename__ = "technical_alarms"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    cid: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(8))
+    source: Mapped[str] = mapped_column(String(16))  # "device" | "supervision"
+    # The device's area when it opened (frozen, like an alarm's route): what groups
+    # a power cut into one incident.
+    area_code: Mapped[str | None] = mapped_column(String(64))
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # For a link fault: when the device was last heard before it went quiet.
+    quiet_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    cleared_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    cleared_by: Mapped[str | None] = mapped_column(String(200))
+    clear_note: Mapped[str | None] = mapped_column(Text)
+    source_event_id: Mapped[int | None] = mapped_column(Integer)
+    incident_id: Mapped[int | None] = mapped_column(ForeignKey("incidents.id"), index=True)
+    version: Mapped[int] = mapped_column(Integer, default=0)
+    log: Mapped[list[TechnicalLogEntry]] = relationship(
+        back_populates="technical_alarm", order_by="TechnicalLogEntry.id",
+        cascade="all, delete-orphan")
+
+    __table_args__ = (
+        # At most one open fault of a kind per device: a repeat is a line in its trail.
+        Index("uq_technical_alarms_open", "cid", "kind", unique=True,
+              sqlite_where=text("state = 'open'"), postgresql_where=text("state = 'open'")),
+        Index("ix_technical_alarms_state", "state", "opened_at"),
+    )
+
+
+class TechnicalLogEntry(Base):
+    """The trail of a technical alarm: opened, repeated, cleared (and by whom, why)."""
+
+    __tablename__ = "technical_alarm_log"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    technical_alarm_id: Mapped[int] = mapped_column(ForeignKey("technical_alarms.id"),
+                                                    index=True)
+    action: Mapped[str] = mapped_column(String(32))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    actor: Mapped[str] = mapped_column(String(200))
+    note: Mapped[str | None] = mapped_column(Text)
+    technical_alarm: Mapped[TechnicalAlarm] = relationship(back_populates="log")
+
+
+class Incident(Base):
+    """Many units of one area with the same fault at once (a power cut, a mast down):
+    shown to the operator as one row that grows and shrinks, not hundreds."""
+
+    __tablename__ = "incidents"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # "mains_lost" | "link_fault"
+    area_code: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(8))  # "open" | "closed"
+    count: Mapped[int] = mapped_column(Integer, default=0)  # units affected now
+    peak: Mapped[int] = mapped_column(Integer, default=0)  # the most at once
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    version: Mapped[int] = mapped_column(Integer, default=0)
+
+    __table_args__ = (
+        Index("uq_incidents_open", "kind", "area_code", unique=True,
+              sqlite_where=text("state = 'open'"), postgresql_where=text("state = 'open'")),
     )
 
 

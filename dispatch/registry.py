@@ -132,7 +132,9 @@ def _import_site(up: _Upserter, customer: Customer, s: SiteSpec) -> None:
     site.customer_id = customer.id  # a site listed under a customer belongs to them
     for d in s.devices:
         device = up.upsert(Device, {"cid": d.cid},
-                           {"site_id": site.id, "kind": d.kind, "model": d.model}, d)
+                           {"site_id": site.id, "kind": d.kind, "model": d.model,
+                            "supervision_interval_s": d.supervision_interval_s,
+                            "supervision_tolerance_s": d.supervision_tolerance_s}, d)
         device.site_id = site.id
 
 

@@ -29,7 +29,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from core import inbox
 from core.errors import TryggError
 from devices.events import EventKind
-from dispatch import lifecycle
+from dispatch import lifecycle, technical
 from dispatch.config import Shifts, Timers
 from dispatch.models import (
     AWAITING_CHECK_IN,
@@ -46,6 +46,7 @@ from dispatch.models import (
 )
 from dispatch.registry import SqlTeamDirectory
 from dispatch.routing import TeamRef, route
+from dispatch.technical import HealthChange, MassRule
 
 log = structlog.get_logger(__name__)
 
@@ -63,6 +64,7 @@ class DispatchRules:
     shifts: Shifts = field(default_factory=Shifts)
     timers: Timers = field(default_factory=Timers)
     topic_root: str = "trygg/v1"
+    mass: MassRule = field(default_factory=MassRule)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +91,7 @@ class Outcome:
     more: bool = False  # events were left for the next transaction
     reminders: int = 0
     failed_events: int = 0
+    health: HealthChange = field(default_factory=HealthChange)
 
     @property
     def new_alarms(self) -> dict[str, int]:
@@ -109,6 +112,7 @@ class Outcome:
         self.received.extend(other.received)
         self.reminders += other.reminders
         self.failed_events += other.failed_events
+        self.health.merge(other.health)
 
 
 # -- device events -------------------------------------------------------------------
@@ -316,6 +320,10 @@ def _apply(batch: _Batch, row: Any, now: datetime, rules: DispatchRules,
         _on_alarm(batch, row, now, rules, out)
     elif kind in (EventKind.CHECK_IN, EventKind.CHECK_OUT):
         out.touch(_on_presence(batch, row, kind, now))
+    elif kind in technical.TECHNICAL_EVENT_KINDS:
+        technical.on_event(batch.session, cid=row.cid, kind=kind, at=row.received_at,
+                           event_id=row.id, status_code=row.status_code, rule=rules.mass,
+                           change=out.health)
     elif kind is EventKind.CANCELLED:
         alarm = batch.open.get(row.cid)
         if alarm is not None:
@@ -530,14 +538,16 @@ def _publish(session: Session, rules: DispatchRules, subtopic: str, alarm: Alarm
                               payload=json.dumps(payload), created_at=now))
 
 
-def pending_outbox(session: Session, limit: int = 100) -> list[tuple[int, str, str]]:
-    """Messages still to send, oldest first; those set aside are left out."""
+def pending_outbox(session: Session, limit: int = 100) -> list[tuple[int, str, str, bool]]:
+    """Messages still to send (id, topic, payload, retain), oldest first; those set aside
+    are left out."""
     rows = session.execute(
-        select(OutboxMessage.id, OutboxMessage.topic, OutboxMessage.payload)
+        select(OutboxMessage.id, OutboxMessage.topic, OutboxMessage.payload,
+               OutboxMessage.retain)
         .where(OutboxMessage.sent_at.is_(None), OutboxMessage.failed_at.is_(None))
         .order_by(OutboxMessage.id).limit(limit)
     ).all()
-    return [(row.id, row.topic, row.payload) for row in rows]
+    return [(row.id, row.topic, row.payload, bool(row.retain)) for row in rows]
 
 
 def mark_sent(session: Session, ids: Sequence[int], now: datetime) -> int:

@@ -17,9 +17,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Sequence
 from datetime import datetime, timedelta
 from functools import partial
+from typing import Protocol
 
 import structlog
 from sqlalchemy import exc as sa_exc
@@ -42,14 +43,21 @@ from dispatch.metrics import (
     OUTBOX_SENT,
     OUTBOX_SET_ASIDE,
     REMINDERS,
+    TECHNICAL_CLEARED,
+    TECHNICAL_OPENED,
 )
 from dispatch.models import Alarm
 from dispatch.services import DispatchRules, Outcome
+from dispatch.technical import HealthChange
 from dispatch.views import alarm_view
 
 log = structlog.get_logger(__name__)
 
-Publish = Callable[[str, str], Awaitable[None]]
+class Publish(Protocol):
+    """Hands a message to the broker (raises LinkDown while it is not connected)."""
+
+    def __call__(self, topic: str, payload: str, *, retain: bool = False) -> Awaitable[None]:
+        ...
 
 # A batch that fails this often in a row is applied one event at a time; an event that
 # fails this often in a row on its own, and for at least this long, is set aside. The
@@ -207,12 +215,12 @@ class Dispatcher:
         pending = await self.db.read(services.pending_outbox)
         sent = 0
         held: set[str] = set()  # a message to this team failed this round: keep the order
-        for outbox_id, topic, payload in pending:
+        for outbox_id, topic, payload, retain in pending:
             team = topic.rpartition("/")[0]
             if team in held:
                 continue
             try:
-                await self.publish(topic, payload)
+                await self.publish(topic, payload, retain=retain)
             except LinkDown:
                 log.warning("outbox_waits_for_broker", unsent=len(pending) - sent)
                 break  # no try counted: nothing is wrong with the messages
@@ -260,8 +268,25 @@ class Dispatcher:
         for view in views:
             self.live.publish({"type": "alarm", "alarm": view})
 
+    def health_changed(self, change: HealthChange) -> None:
+        """Technical alarms or incidents changed (committed): count them, tell the
+        dashboards to look again, and send the availability messages queued."""
+        for kind, n in change.opened.items():
+            TECHNICAL_OPENED.labels(kind).inc(n)
+        for kind, n in change.cleared.items():
+            TECHNICAL_CLEARED.labels(kind).inc(n)
+        if change.availability:
+            self._outbox_waiting.set()
+        if change:
+            # Ids only, a few: a power cut changes thousands at once, and the dashboard
+            # reloads its health lists (debounced) on this message rather than patching.
+            self.live.publish({"type": "health",
+                               "technical_ids": change.technical_ids[:50],
+                               "incident_ids": change.incident_ids[:50]})
+
     async def _after(self, out: Outcome) -> None:
         """After the commit: log and count what it did, and push it to the dashboards."""
+        self.health_changed(out.health)
         for alarm in out.received:
             log.info("alarm_received", alarm_id=alarm.alarm_id, cid=alarm.cid,
                      route=alarm.route, team=alarm.team)

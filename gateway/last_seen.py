@@ -6,18 +6,25 @@ does too; every few seconds the book writes one `device_links` row per unit hear
 the last write (the newest time wins, in the database too), and once more when the
 gateway stops. A kill -9 loses at most one interval of last-seen, never an alarm:
 everything but a heartbeat still goes through the committed inbox before it is answered.
+
+With each write the gateway also notes that it is alive and since when its link to the
+devices has been up (`core.inbox.note_gateway`): supervision judges nobody quiet for a
+time in which the gateway could not hear them.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import datetime
 from functools import partial
 
 import structlog
+from sqlalchemy.orm import Session
 
+from core.clock import Clock
 from core.db import Database, Lane
-from core.inbox import Seen, touch_links
+from core.inbox import Seen, note_gateway, touch_links
 from core.logs import Throttle
 from gateway.metrics import LAST_SEEN_PENDING, LAST_SEEN_ROWS
 
@@ -25,9 +32,13 @@ log = structlog.get_logger(__name__)
 
 
 class LastSeenBook:
-    def __init__(self, db: Database, *, flush_s: float = 5.0) -> None:
+    def __init__(self, db: Database, *, flush_s: float = 5.0, clock: Clock | None = None,
+                 listening_since: Callable[[], datetime | None] | None = None) -> None:
         self.db = db
         self.flush_s = flush_s
+        # With both, every flush also notes the gateway alive and listening (or not).
+        self.clock = clock
+        self.listening_since = listening_since
         self._pending: dict[str, Seen] = {}
         self._failures = Throttle()
 
@@ -38,11 +49,12 @@ class LastSeenBook:
 
     async def flush(self) -> int:
         """Write what was heard since the last flush; on failure keep it for the next."""
-        if not self._pending:
+        notes = self.clock is not None and self.listening_since is not None
+        if not self._pending and not notes:
             return 0
         taken, self._pending = self._pending, {}
         try:
-            rows = await self.db.write(partial(touch_links, seen=list(taken.values())),
+            rows = await self.db.write(partial(self._write, seen=list(taken.values())),
                                        Lane.BACKGROUND)
         except Exception as exc:
             for cid, seen in taken.items():  # newer news heard meanwhile wins
@@ -54,6 +66,13 @@ class LastSeenBook:
         finally:
             LAST_SEEN_PENDING.set(len(self._pending))
         LAST_SEEN_ROWS.inc(rows)
+        return rows
+
+    def _write(self, session: Session, seen: list[Seen]) -> int:
+        rows = touch_links(session, seen)
+        if self.clock is not None and self.listening_since is not None:
+            note_gateway(session, alive_at=self.clock.now(),
+                         listening_since=self.listening_since())
         return rows
 
     async def run(self) -> None:

@@ -54,6 +54,7 @@ class MqttLink:
         password: str | None = None,
         backoff_initial_s: float = 0.5,
         backoff_max_s: float = 3.0,
+        on_state: Callable[[bool], None] | None = None,
     ) -> None:
         self.name = name
         self.host = host
@@ -66,6 +67,7 @@ class MqttLink:
         self.backoff_initial_s = backoff_initial_s
         self.backoff_max_s = backoff_max_s
         self.state = LinkState.STARTING
+        self.on_state = on_state  # told True when the link is up, False when it drops
         self._client: aiomqtt.Client | None = None
         self._connected = asyncio.Event()
 
@@ -121,11 +123,15 @@ class MqttLink:
         self.state = LinkState.CONNECTED
         self._connected.set()
         MQTT_CONNECTED.labels(self.name).set(1)
+        if self.on_state is not None:
+            self.on_state(True)
         log.info("mqtt_link_up", link=self.name, host=self.host, port=self.port)
 
     def _down(self) -> None:
         if self._client is not None:
             self.state = LinkState.DISCONNECTED
+            if self.on_state is not None:
+                self.on_state(False)
         self._client = None
         self._connected.clear()
         MQTT_CONNECTED.labels(self.name).set(0)

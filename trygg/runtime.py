@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import hashlib
 from collections.abc import Callable, Coroutine, Iterable, Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from types import TracebackType
 from typing import Any
@@ -44,6 +44,8 @@ from dispatch.metrics import AlarmStateCollector
 from dispatch.registry import import_config, registry_is_empty
 from dispatch.retention import Retention
 from dispatch.services import DispatchRules
+from dispatch.supervision import SupervisionRule, Supervisor
+from dispatch.technical import MassRule
 from dispatch.worker import Dispatcher
 from gateway.ingest import Ingest
 from gateway.last_seen import LastSeenBook
@@ -101,8 +103,15 @@ class Service:
         self.db = Database(settings.database_url,
                            writer_niceness=DISPATCH_NICENESS if nice else 0)
         self.config: MunicipalityConfig = load_config(settings.config or SHIPPED_CONFIG)
-        self.rules = DispatchRules(self.config.shifts, self.config.timers,
-                                   settings.mqtt_topic_root)
+        self.rules = DispatchRules(
+            self.config.shifts, self.config.timers, settings.mqtt_topic_root,
+            MassRule(units=settings.mass_event_units,
+                     window=timedelta(seconds=settings.mass_event_window_s)))
+        self.supervision = SupervisionRule(
+            interval=timedelta(seconds=settings.supervision_interval_s),
+            tolerance=timedelta(seconds=settings.supervision_tolerance_s),
+            models={name: (timedelta(seconds=m.interval_s), timedelta(seconds=m.tolerance_s))
+                    for name, m in self.config.supervision.models.items()})
         self.live = LiveFeed()
         self._stack = contextlib.AsyncExitStack()
         self._tasks: list[asyncio.Task[Any]] = []
@@ -119,12 +128,21 @@ class Service:
         self.link = MqttLink("devices", self.mqtt_host, self.mqtt_port,
                              identifier=identifier,
                              username=settings.mqtt.username if settings.mqtt else None,
-                             password=settings.mqtt.password if settings.mqtt else None)
+                             password=settings.mqtt.password if settings.mqtt else None,
+                             on_state=self._link_state)
+        # Since when the devices' broker link has been up without a break: supervision
+        # judges nobody quiet for a time in which we could not hear them.
+        self.listening_since: datetime | None = None
         self.dispatcher = Dispatcher(self.db, self.clock, self.rules, self.live,
                                      publish=self._publish_to_team)
         both = self.roles == ALL_ROLES
-        self.last_seen = LastSeenBook(self.db, flush_s=settings.last_seen_flush_s)
+        self.last_seen = LastSeenBook(self.db, flush_s=settings.last_seen_flush_s,
+                                      clock=self.clock,
+                                      listening_since=lambda: self.listening_since)
         self.ingest = Ingest(self.db, self.clock, topic_root=settings.mqtt_topic_root,
+                             # The interval units are given is the one they are held to.
+                             heartbeat_interval_min=max(
+                                 int(settings.supervision_interval_s // 60), 1),
                              resend_window=timedelta(seconds=settings.resend_window_s),
                              last_seen=self.last_seen,
                              on_committed=self.dispatcher.wake if both else None)
@@ -138,11 +156,15 @@ class Service:
             self.db, self.clock, event_days=settings.event_retention_days,
             raw_frame_days=settings.raw_frame_retention_days,
             interval_s=settings.retention_interval_s)
+        self.supervisor = Supervisor(self.db, self.clock, self.supervision, self.rules.mass,
+                                     topic_root=settings.mqtt_topic_root,
+                                     sweep_s=settings.supervision_sweep_s,
+                                     on_change=self.dispatcher.health_changed)
         if Role.DISPATCH in self.roles:
             checks["dispatch_leader"] = lambda: self.leader.is_leader
             self.app = create_app(AppState(
                 db=self.db, clock=self.clock, rules=self.rules, live=self.live,
-                dispatcher=self.dispatcher, readiness=checks))
+                dispatcher=self.dispatcher, readiness=checks, supervision=self.supervision))
         else:
             self.app = create_ops_app(OpsState(db=self.db, readiness=checks))
         self.server = _Server(uvicorn.Config(
@@ -155,12 +177,15 @@ class Service:
             return "127.0.0.1", self.settings.embedded_mqtt_port
         return target.host, target.port
 
+    def _link_state(self, up: bool) -> None:
+        self.listening_since = self.clock.now() if up else None
+
     @property
     def http_url(self) -> str:
         return f"http://{self.settings.http_host}:{self.settings.http_port}"
 
-    async def _publish_to_team(self, topic: str, payload: str) -> None:
-        await self.link.publish(topic, payload)
+    async def _publish_to_team(self, topic: str, payload: str, *, retain: bool = False) -> None:
+        await self.link.publish(topic, payload, retain=retain)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
         task = asyncio.create_task(coro, name=name)
@@ -237,6 +262,7 @@ class Service:
             loops["trygg.dispatch.timers"] = lambda: self.dispatcher.run_timers(
                 self.settings.timer_sweep_s)
             loops["trygg.dispatch.retention"] = self.retention.run
+            loops["trygg.dispatch.supervision"] = self.supervisor.run
         return loops
 
     async def _lead(self) -> None:

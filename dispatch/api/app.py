@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
-from dispatch.api import alarms, ops, registry, session, stream
+from dispatch.api import alarms, health, ops, registry, session, stream
 from dispatch.api.deps import AppState, OpsState
 
 STATIC = Path(__file__).resolve().parent.parent / "web" / "static"
@@ -18,7 +18,7 @@ def create_app(state: AppState) -> FastAPI:
     app = FastAPI(title="Trygg", version="0.1.0",
                   description="Alarm dispatch for municipal social-care alarms")
     app.state.trygg = state
-    for module in (ops, session, alarms, registry, stream):
+    for module in (ops, session, alarms, health, registry, stream):
         app.include_router(module.router)
     # The dashboard ships with the package: alarm centres run on closed networks.
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

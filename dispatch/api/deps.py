@@ -13,6 +13,7 @@ from core.clock import Clock
 from core.db import Database
 from dispatch.live import LiveFeed
 from dispatch.services import DispatchRules
+from dispatch.supervision import SupervisionRule
 from dispatch.users import user_for_token
 from dispatch.worker import Dispatcher
 
@@ -32,6 +33,7 @@ class AppState(OpsState):
     rules: DispatchRules
     live: LiveFeed
     dispatcher: Dispatcher
+    supervision: SupervisionRule = field(default_factory=SupervisionRule)
 
 
 @dataclass(frozen=True)

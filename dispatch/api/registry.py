@@ -75,7 +75,10 @@ async def list_devices(state: StateDep, user: UserDep) -> list[dict[str, Any]]:
     def load(s: Session) -> list[dict[str, Any]]:
         rows = s.execute(select(Device).options(selectinload(Device.site)).order_by(Device.cid))
         return [{"cid": d.cid, "kind": d.kind, "model": d.model,
-                 "site": d.site.code if d.site else None} for d in rows.scalars()]
+                 "site": d.site.code if d.site else None,
+                 "supervision_interval_s": d.supervision_interval_s,
+                 "supervision_tolerance_s": d.supervision_tolerance_s}
+                for d in rows.scalars()]
     return await state.db.read(load)
 
 

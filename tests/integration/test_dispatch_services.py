@@ -90,7 +90,7 @@ def actions(alarm: dict[str, Any]) -> list[str]:
 
 
 def outbox_topics(db: Database) -> list[str]:
-    return [topic for _, topic, _ in db.transaction(lambda s: services.pending_outbox(s))]
+    return [topic for _, topic, _, _ in db.transaction(lambda s: services.pending_outbox(s))]
 
 
 def alarm_now(db: Database, clock: FakeClock, cid: str = UNIT) -> dict[str, Any]:
@@ -131,7 +131,7 @@ def test_call_out_is_written_to_the_outbox_for_the_team(
         db: Database, clock: FakeClock) -> None:
     alarm = alarm_now(db, clock)
 
-    ((_, topic, payload),) = db.transaction(lambda s: services.pending_outbox(s))
+    ((_, topic, payload, _),) = db.transaction(lambda s: services.pending_outbox(s))
     assert topic == "trygg/v1/team/solrosen-kungsangen/callout"
     assert json.loads(payload)["alarm_id"] == alarm["id"]
     assert json.loads(payload)["kind"] == "callout"
@@ -140,7 +140,7 @@ def test_call_out_is_written_to_the_outbox_for_the_team(
 def test_team_message_carries_ids_and_no_personal_data(db: Database, clock: FakeClock) -> None:
     alarm_now(db, clock)
 
-    ((_, _, payload),) = db.transaction(lambda s: services.pending_outbox(s))
+    ((_, _, payload, _),) = db.transaction(lambda s: services.pending_outbox(s))
     assert "Lindqvist" not in payload
     assert "Tibblevägen" not in payload
     assert json.loads(payload)["cid"] == UNIT
@@ -810,7 +810,7 @@ def test_calling_out_again_sends_another_message_and_keeps_the_first_time(
 
 def test_sent_messages_leave_the_outbox(db: Database, clock: FakeClock) -> None:
     alarm_now(db, clock)
-    ids = [i for i, _, _ in db.transaction(lambda s: services.pending_outbox(s))]
+    ids = [i for i, _, _, _ in db.transaction(lambda s: services.pending_outbox(s))]
 
     db.transaction(lambda s: services.mark_sent(s, ids, clock.now()))
 
@@ -820,7 +820,7 @@ def test_sent_messages_leave_the_outbox(db: Database, clock: FakeClock) -> None:
 def test_outbox_keeps_unsent_messages_in_the_order_they_were_written(
         db: Database, clock: FakeClock) -> None:
     alarm_now(db, clock)
-    first = [i for i, _, _ in db.transaction(lambda s: services.pending_outbox(s))]
+    first = [i for i, _, _, _ in db.transaction(lambda s: services.pending_outbox(s))]
     db.transaction(lambda s: services.mark_sent(s, first, clock.now()))
     clock.advance(minutes(30))
     sweep(db, clock)
@@ -836,7 +836,7 @@ def test_outbox_hands_out_at_most_the_limit(db: Database, clock: FakeClock) -> N
 
     batch = db.transaction(lambda s: services.pending_outbox(s, limit=1))
 
-    assert [topic for _, topic, _ in batch] == ["trygg/v1/team/solrosen-kungsangen/callout"]
+    assert [topic for _, topic, _, _ in batch] == ["trygg/v1/team/solrosen-kungsangen/callout"]
 
 
 # -- found in review -------------------------------------------------------------------

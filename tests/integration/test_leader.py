@@ -100,7 +100,7 @@ async def test_two_dispatchers_on_the_same_events_apply_each_once(
     clock = FakeClock(T0)
     sent: list[str] = []
 
-    async def publish(topic: str, payload: str) -> None:
+    async def publish(topic: str, payload: str, *, retain: bool = False) -> None:
         sent.append(topic)
 
     dispatchers = [Dispatcher(db, clock, RULES, LiveFeed(), publish=publish)

@@ -55,7 +55,7 @@ class FakePublish:
         self.calls = 0
         self.fail = fail
 
-    async def __call__(self, topic: str, payload: str) -> None:
+    async def __call__(self, topic: str, payload: str, *, retain: bool = False) -> None:
         self.calls += 1
         if self.fail is not None and (error := self.fail(topic, self.calls)) is not None:
             raise error

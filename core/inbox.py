@@ -99,6 +99,19 @@ class DeviceLink(Base):
     last_kind: Mapped[str] = mapped_column(String(32))
 
 
+class GatewayLink(Base):
+    """The state of each of the gateway's links to devices (the broker, each serial
+    line, the DC-09 listener), as the gateway last wrote it: for the dashboard, which
+    may run in another process."""
+
+    __tablename__ = "gateway_links"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # "mqtt" | "serial" | "dc09_tcp"
+    state: Mapped[str] = mapped_column(String(16))
+    since: Mapped[datetime | None] = mapped_column(UTCDateTime)  # in this state since
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class MaintenanceMark(Base):
     """How far a background job has got (e.g. the last event whose raw frame was blanked)."""
 
@@ -419,6 +432,26 @@ def note_gateway(session: Session, *, alive_at: datetime,
     _set_mark(session, _ALIVE, int(alive_at.timestamp()))
     _set_mark(session, _LISTENING,
               int(listening_since.timestamp()) if listening_since is not None else 0)
+
+
+@dataclass(frozen=True, slots=True)
+class LinkState:
+    name: str
+    kind: str
+    state: str
+    since: datetime | None
+
+
+def note_links(session: Session, links: Iterable[LinkState], at: datetime) -> None:
+    """Write the state of the gateway's links (one row each, replaced)."""
+    for link in links:
+        row = session.get(GatewayLink, link.name)
+        if row is None:
+            session.add(GatewayLink(name=link.name, kind=link.kind, state=link.state,
+                                    since=link.since, updated_at=at))
+        else:
+            row.kind, row.state, row.since, row.updated_at = (
+                link.kind, link.state, link.since, at)
 
 
 def gateway_hearing(session: Session, now: datetime, stale_after: timedelta) -> datetime | None:

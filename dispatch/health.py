@@ -14,7 +14,7 @@ from typing import Any, Literal, get_args
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from core.inbox import DeviceLink
+from core.inbox import DeviceLink, GatewayLink
 from dispatch.models import Device, Incident, Site, TechnicalAlarm, TechnicalKind
 from dispatch.supervision import SupervisionRule
 
@@ -124,3 +124,10 @@ def device_health(session: Session, now: datetime, rule: SupervisionRule,
         })
     rows.sort(key=lambda r: (_RANK[r["status"]], -(r["overdue_s"] or 0), r["cid"]))
     return rows
+
+
+def links(session: Session) -> list[dict[str, Any]]:
+    return [{"name": link.name, "kind": link.kind, "state": link.state,
+             "since": _iso(link.since), "updated_at": _iso(link.updated_at),
+             "_updated": link.updated_at}
+            for link in session.execute(select(GatewayLink).order_by(GatewayLink.name)).scalars()]

@@ -9,7 +9,8 @@ everything but a heartbeat still goes through the committed inbox before it is a
 
 With each write the gateway also notes that it is alive and since when its link to the
 devices has been up (`core.inbox.note_gateway`): supervision judges nobody quiet for a
-time in which the gateway could not hear them.
+time in which the gateway could not hear them. It writes the state of each of its links
+too (broker, serial lines, DC-09 listener), which the dashboard shows.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from core.clock import Clock
 from core.db import Database, Lane
-from core.inbox import Seen, note_gateway, touch_links
+from core.inbox import LinkState, Seen, note_gateway, note_links, touch_links
 from core.logs import Throttle
 from gateway.metrics import LAST_SEEN_PENDING, LAST_SEEN_ROWS
 
@@ -33,12 +34,14 @@ log = structlog.get_logger(__name__)
 
 class LastSeenBook:
     def __init__(self, db: Database, *, flush_s: float = 5.0, clock: Clock | None = None,
-                 listening_since: Callable[[], datetime | None] | None = None) -> None:
+                 listening_since: Callable[[], datetime | None] | None = None,
+                 links: Callable[[], list[LinkState]] | None = None) -> None:
         self.db = db
         self.flush_s = flush_s
         # With both, every flush also notes the gateway alive and listening (or not).
         self.clock = clock
         self.listening_since = listening_since
+        self.links = links  # the state of every link to devices, for the dashboard
         self._pending: dict[str, Seen] = {}
         self._failures = Throttle()
 
@@ -73,6 +76,8 @@ class LastSeenBook:
         if self.clock is not None and self.listening_since is not None:
             note_gateway(session, alive_at=self.clock.now(),
                          listening_since=self.listening_since())
+        if self.clock is not None and self.links is not None:
+            note_links(session, self.links(), self.clock.now())
         return rows
 
     async def run(self) -> None:

@@ -34,6 +34,7 @@ from prometheus_client import REGISTRY
 
 from core.clock import Clock, SystemClock
 from core.db import Database
+from core.inbox import LinkState
 from core.settings import SHIPPED_CONFIG, Settings
 from dispatch.api.app import create_app, create_ops_app
 from dispatch.api.deps import AppState, OpsState
@@ -133,12 +134,14 @@ class Service:
         # Since when the devices' broker link has been up without a break: supervision
         # judges nobody quiet for a time in which we could not hear them.
         self.listening_since: datetime | None = None
+        self._link_changed_at: datetime | None = None
         self.dispatcher = Dispatcher(self.db, self.clock, self.rules, self.live,
                                      publish=self._publish_to_team)
         both = self.roles == ALL_ROLES
         self.last_seen = LastSeenBook(self.db, flush_s=settings.last_seen_flush_s,
                                       clock=self.clock,
-                                      listening_since=lambda: self.listening_since)
+                                      listening_since=lambda: self.listening_since,
+                                      links=self._link_states)
         self.ingest = Ingest(self.db, self.clock, topic_root=settings.mqtt_topic_root,
                              # The interval units are given is the one they are held to.
                              heartbeat_interval_min=max(
@@ -178,7 +181,13 @@ class Service:
         return target.host, target.port
 
     def _link_state(self, up: bool) -> None:
-        self.listening_since = self.clock.now() if up else None
+        now = self.clock.now()
+        self.listening_since = now if up else None
+        self._link_changed_at = now
+
+    def _link_states(self) -> list[LinkState]:
+        """The state of every link to devices, as the gateway writes it for the dashboard."""
+        return [LinkState("mqtt", "mqtt", self.link.state.value, self._link_changed_at)]
 
     @property
     def http_url(self) -> str:

@@ -111,3 +111,18 @@ async def devices_health(
     rows = await state.db.read(
         lambda s: health.device_health(s, now, state.supervision, wanted))
     return {"server_time": now.isoformat(), "devices": rows}
+
+
+# The gateway writes its links' state every few seconds: older than this, it has stopped.
+LINKS_STALE_S = 30.0
+
+
+@router.get("/links")
+async def list_links(state: StateDep, user: UserDep) -> dict[str, Any]:
+    """The gateway's links to devices (broker, serial lines, DC-09 listener) and their
+    state as the gateway last wrote it; `stale` when it has not written for a while."""
+    now = state.clock.now()
+    rows = await state.db.read(lambda s: health.links(s))
+    return {"server_time": now.isoformat(), "links": [
+        {**row, "stale": (now - row.pop("_updated")).total_seconds() > LINKS_STALE_S}
+        for row in rows]}

@@ -12,6 +12,7 @@ Create Date: 2026-11-30 09:30:00
 - device_links.last_seen_at indexed: supervision asks who has been quiet since when.
 - device_events: a partial index of the unprocessed help-call events, taken first.
 - outbox.retain: availability messages are retained by the broker.
+- gateway_links: the state of each of the gateway's links, for the dashboard.
 """
 
 from __future__ import annotations
@@ -85,12 +86,21 @@ def upgrade() -> None:
     op.create_index('ix_device_links_last_seen_at', 'device_links', ['last_seen_at'])
     op.create_index('ix_device_events_inbox_urgent', 'device_events', ['id'],
                     sqlite_where=sa.text(URGENT), postgresql_where=sa.text(URGENT))
+    op.create_table(
+        'gateway_links',
+        sa.Column('name', sa.String(length=64), nullable=False),
+        sa.Column('kind', sa.String(length=16), nullable=False),
+        sa.Column('state', sa.String(length=16), nullable=False),
+        sa.Column('since', core.db.UTCDateTime(), nullable=True),
+        sa.Column('updated_at', core.db.UTCDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint('name'))
     with op.batch_alter_table('outbox') as b:
         b.add_column(sa.Column('retain', sa.Boolean(), nullable=False,
                                server_default=sa.text('false')))
 
 
 def downgrade() -> None:
+    op.drop_table('gateway_links')
     with op.batch_alter_table('outbox') as b:
         b.drop_column('retain')
     op.drop_index('ix_device_events_inbox_urgent', 'device_events')

@@ -18,7 +18,6 @@ import httpx
 from core.clock import FakeClock
 from simulator import DeviceLink, SimulatedBaseUnit
 from tests.brokers import Broker
-from tests.e2e.test_alarm_path import eventually
 from tests.harness import MONDAY_10_LOCAL, api, make_token, running_service, test_settings
 from trygg.runtime import Service
 

@@ -3,16 +3,17 @@
 The gateway holds a `Codec` and never a protocol module: it decodes a frame into a
 `DeviceEvent`, stores it (a heartbeat only updates last-seen), and only then answers
 with `encode_ok`, or with `encode_error` when decoding raised a `FrameError`. A new
-protocol (DC-09 next) is a module plus one entry in `CODECS`, and
+protocol is a module plus one entry in `CODECS`, and
 tests/unit/test_codec_contract.py then runs the shared contract against it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Protocol
 
-from devices import scaip
+from devices import dc09, scaip
 from devices.errors import ContentError, FrameError
 from devices.events import DeviceEvent
 
@@ -71,6 +72,43 @@ class ScaipCodec:
         return scaip.encode_response(resp)
 
 
-SCAIP: Codec = ScaipCodec()
+class Dc09Codec:
+    """SIA DC-09 frames and plain Contact ID lines in, ACK/NAK/DUH out; see devices/dc09.py.
 
-CODECS: dict[str, Codec] = {codec.name: codec for codec in (SCAIP,)}
+    `keys` maps an account to its AES key (16, 24 or 32 bytes) for encrypted frames;
+    a frame's timestamp must lie within `past_s` before and `future_s` after `now`.
+    """
+
+    name = dc09.PROTOCOL
+
+    def __init__(self, keys: Mapping[str, bytes] = dc09.NO_KEYS, past_s: float = 40,
+                 future_s: float = 20) -> None:
+        for account, key in keys.items():
+            if not dc09.is_account(account):
+                raise ValueError(f"account {account!r} is not 3-16 hex digits")
+            if len(key) not in dc09.KEY_SIZES:
+                raise ValueError(f"the key of account {account} is {len(key)} bytes, "
+                                 "not 16, 24 or 32")
+        if past_s < 0 or future_s < 0:
+            raise ValueError("the timestamp window must not be negative")
+        self.keys: Mapping[str, bytes] = {account.upper(): bytes(key)
+                                          for account, key in keys.items()}
+        self.past_s = past_s
+        self.future_s = future_s
+
+    def decode(self, frame: bytes, *, now: datetime) -> DeviceEvent:
+        return dc09.decode(frame, now=now, keys=self.keys, past_s=self.past_s,
+                           future_s=self.future_s)
+
+    def encode_ok(self, event: DeviceEvent, *, now: datetime,
+                  heartbeat_interval_min: int | None = None) -> bytes:
+        return dc09.answer_ok(event, now=now, keys=self.keys)  # DC-09 sets no interval
+
+    def encode_error(self, err: FrameError, *, now: datetime) -> bytes:
+        return dc09.answer_error(err, now=now)
+
+
+SCAIP: Codec = ScaipCodec()
+DC09: Codec = Dc09Codec()
+
+CODECS: dict[str, Codec] = {codec.name: codec for codec in (SCAIP, DC09)}

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from devices import scaip
+from devices import dc09, scaip
 from devices.codecs import CODECS, Codec
 from devices.errors import ContentError, FrameError
 
@@ -30,11 +30,24 @@ def read_scaip_answer(answer: bytes) -> tuple[str | None, bool]:
     return resp.ref, resp.snu == scaip.Snu.OK
 
 
+def read_dc09_answer(answer: bytes) -> tuple[str | None, bool]:
+    resp = dc09.decode_answer(answer)
+    return resp.seq, resp.token == "ACK"
+
+
 SAMPLES = {
     "scaip": Sample(
         frame=b"<mrq><ref>1242</ref><cid>678</cid><dty>27</dty><stc>16</stc></mrq>",
         ref="1242",
         read_answer=read_scaip_answer,
+    ),
+    # The medical alarm of PROTOCOLS.md §2 without its CR: the codec accepts a frame
+    # with or without LF and CR (a framer may strip them), so the CR-terminated frame
+    # cut by one byte would still be whole. Every shorter cut fails its length field.
+    "dc09": Sample(
+        frame=b'\n7EFF003C"SIA-DCS"0001R0L0#1234[#1234|Nri1/MA001]_10:15:30,03-14-2025',
+        ref="0001",
+        read_answer=read_dc09_answer,
     ),
 }
 

@@ -187,6 +187,10 @@ class Dc09TcpListener:
         await self.close()
 
     @property
+    def listening(self) -> bool:
+        return self._server is not None and self._server.is_serving()
+
+    @property
     def bound_port(self) -> int:
         if self._server is None or not self._server.sockets:
             raise RuntimeError("the DC-09 TCP listener is not started")

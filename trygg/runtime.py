@@ -25,6 +25,7 @@ import hashlib
 from collections.abc import Callable, Coroutine, Iterable, Iterator
 from datetime import datetime, timedelta
 from enum import StrEnum
+from functools import partial
 from types import TracebackType
 from typing import Any
 
@@ -36,6 +37,7 @@ from core.clock import Clock, SystemClock
 from core.db import Database
 from core.inbox import LinkState
 from core.settings import SHIPPED_CONFIG, Settings
+from devices.codecs import Dc09Codec
 from dispatch.api.app import create_app, create_ops_app
 from dispatch.api.deps import AppState, OpsState
 from dispatch.config import MunicipalityConfig, load_config
@@ -48,9 +50,13 @@ from dispatch.services import DispatchRules
 from dispatch.supervision import SupervisionRule, Supervisor
 from dispatch.technical import MassRule
 from dispatch.worker import Dispatcher
+from gateway.dc09_framing import Reply
+from gateway.dc09_keys import load_keys
+from gateway.dc09_tcp import Dc09TcpListener
 from gateway.ingest import Ingest
 from gateway.last_seen import LastSeenBook
 from gateway.mqtt import MqttLink
+from gateway.serial_line import SerialLine, line_settings
 from trygg.broker import EmbeddedBroker
 from trygg.migrations import upgrade, wait_for_head
 
@@ -77,6 +83,10 @@ ALL_ROLES = frozenset(Role)
 # it looks for them this often instead (well inside the dashboard's one second).
 INBOX_POLL_S = 0.1
 DISPATCH_NICENESS = 10
+
+
+def _is_open(line: SerialLine) -> bool:
+    return line.is_open
 
 
 class _LeadershipLost(Exception):
@@ -152,6 +162,10 @@ class Service:
         if Role.GATEWAY in self.roles:
             self.ingest.attach(self.link)
         checks = {"mqtt": lambda: self.link.connected, **(readiness or {})}
+        self.serial_lines, self.dc09_listener = self._dc09_links()
+        for line in self.serial_lines:
+            # A receiver whose line is down cannot pass on anyone's alarm: not ready.
+            checks[f"serial:{line.name}"] = partial(_is_open, line)
         # Of several dispatch processes on one database only the lock holder runs the
         # loops; a standby serves the API and says "not ready" here until it leads.
         self.leader = LeaderLock(settings.database_url)
@@ -180,6 +194,26 @@ class Service:
             return "127.0.0.1", self.settings.embedded_mqtt_port
         return target.host, target.port
 
+    def _dc09_links(self) -> tuple[list[SerialLine], Dc09TcpListener | None]:
+        """The DC-09 receivers' serial lines and the TCP listener, if configured (gateway)."""
+        settings = self.settings
+        if Role.GATEWAY not in self.roles:
+            return [], None
+        if not settings.serial_paths and settings.dc09_tcp_address is None:
+            return [], None
+        keys = load_keys(settings.dc09_keys_file) if settings.dc09_keys_file else {}
+        codec = Dc09Codec(keys=keys, past_s=settings.dc09_time_past_s,
+                          future_s=settings.dc09_time_future_s)
+
+        def on_frame(frame: bytes, reply: Reply) -> None:
+            self.ingest.accept(frame, codec, reply)
+
+        lines = [SerialLine(line, on_frame)
+                 for line in line_settings(settings.serial_paths, self.config.serial)]
+        address = settings.dc09_tcp_address
+        listener = Dc09TcpListener(*address, on_frame) if address else None
+        return lines, listener
+
     def _link_state(self, up: bool) -> None:
         now = self.clock.now()
         self.listening_since = now if up else None
@@ -187,7 +221,14 @@ class Service:
 
     def _link_states(self) -> list[LinkState]:
         """The state of every link to devices, as the gateway writes it for the dashboard."""
-        return [LinkState("mqtt", "mqtt", self.link.state.value, self._link_changed_at)]
+        states = [LinkState("mqtt", "mqtt", self.link.state.value, self._link_changed_at)]
+        states += [LinkState(f"serial:{line.name}", "serial", line.state.value, None)
+                   for line in self.serial_lines]
+        if self.dc09_listener is not None:
+            states.append(LinkState("dc09_tcp", "dc09_tcp",
+                                    "listening" if self.dc09_listener.listening else "starting",
+                                    None))
+        return states
 
     @property
     def http_url(self) -> str:
@@ -233,6 +274,11 @@ class Service:
         if gateway:
             self._spawn(self.ingest.run(), "trygg.gateway.ingest")
             self._spawn(self.last_seen.run(), "trygg.gateway.last_seen")
+            for line in self.serial_lines:
+                self._spawn(line.run(), f"trygg.gateway.serial.{line.name}")
+            if self.dc09_listener is not None:
+                await self.dc09_listener.start()
+                self._stack.push_async_callback(self.dc09_listener.close)
         if dispatch:
             self._spawn(self._lead(), "trygg.dispatch.lead")
             await self.leader.wait_tried(timeout_s=5)  # a lone dispatcher leads at once

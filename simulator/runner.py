@@ -2,13 +2,16 @@
 
 `run_simulation` is the entry point behind `trygg simulate`. All randomness comes
 from one `random.Random(seed)`, drawn in a fixed order (heartbeat offsets first, then
-each alarm's unit, fate and delays when it happens), so a seeded run makes the same
-choices again; message timing still depends on the network.
+the seed of the steps' own generator, then each alarm's unit, fate and delays when it
+happens), so a seeded run makes the same choices again; message timing still depends on
+the network. The steps draw their spreads from their own generator, in step order, so
+steps and random alarms never shift each other's choices.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
 import random
 from collections import Counter
 from collections.abc import Coroutine, Mapping
@@ -107,17 +110,17 @@ async def run_simulation(
     root: str = DEFAULT_ROOT,
     stop: asyncio.Event | None = None,
     seed: int | None = None,
+    areas: Mapping[str, str] | None = None,
 ) -> SimulationReport:
     """Play `scenario` with one simulated unit per cid until it ends or `stop` is set.
 
-    Raises `ScenarioError` if the steps need more units than `cids` gives, and
-    `LinkDown` if the broker cannot be reached at the start.
+    `areas` maps a cid to its area code, for the steps that name an area; a cid not in
+    it belongs to no area. Raises `ScenarioError` if the steps need more units than
+    `cids` gives or name an area none of them is in, and `LinkDown` if the broker
+    cannot be reached at the start.
     """
-    if len(cids) < scenario.units_needed:
-        raise ScenarioError(
-            scenario.name,
-            [f"the steps use {scenario.units_needed} unit(s) but {len(cids)} cid(s) were given"],
-        )
+    areas = areas or {}
+    _check_units_fit(scenario, cids, areas)
     loop = asyncio.get_running_loop()
     async with DeviceLink(host, port, root=root) as link:
         units = [
@@ -133,19 +136,44 @@ async def run_simulation(
         log.info(
             "simulator.started", scenario=scenario.name, units=len(units), speed=scenario.speed
         )
-        await _Play(scenario, units, random.Random(seed)).run(stop or asyncio.Event())
+        play = _Play(scenario, units, areas, random.Random(seed))
+        await play.run(stop or asyncio.Event())
         elapsed = loop.time() - started
     report = SimulationReport.from_tallies([u.tally for u in units], elapsed)
     log.info("simulator.finished", scenario=scenario.name, **report.to_dict())
     return report
 
 
+def _check_units_fit(scenario: Scenario, cids: list[str], areas: Mapping[str, str]) -> None:
+    """Refuse, with every reason at once, steps that the given units cannot play."""
+    problems = []
+    if len(cids) < scenario.units_needed:
+        problems.append(
+            f"the steps use {scenario.units_needed} unit(s) but {len(cids)} cid(s) were given"
+        )
+    present = sorted({areas[cid] for cid in cids if cid in areas})
+    for area in sorted(scenario.areas_used.difference(present)):
+        known = f"their areas: {', '.join(present)}" if present else "none of them has a known area"
+        problems.append(
+            f"the steps use area {area!r} but none of the {len(cids)} unit(s) is in it ({known})"
+        )
+    if problems:
+        raise ScenarioError(scenario.name, problems)
+
+
 class _Play:
     """One run of a scenario: spawns every activity into one task group, then ends it."""
 
-    def __init__(self, scenario: Scenario, units: list[SimulatedBaseUnit], rng: random.Random):
+    def __init__(
+        self,
+        scenario: Scenario,
+        units: list[SimulatedBaseUnit],
+        areas: Mapping[str, str],
+        rng: random.Random,
+    ):
         self._scenario = scenario
         self._units = units
+        self._areas = areas
         self._rng = rng
         self._tasks: set[asyncio.Task[Any]] = set()
         self._busy: set[str] = set()  # cids with an alarm visit under way
@@ -171,7 +199,11 @@ class _Play:
                 )
         if s.alarms is not None:
             self._spawn(self._alarm_traffic(s.alarms), "alarm-traffic")
-        return self._spawn(self._steps(s.steps), "steps") if s.steps else None
+        if not s.steps:
+            return None
+        # Drawn here, before the alarm traffic task draws anything.
+        steps_rng = random.Random(self._rng.getrandbits(64))
+        return self._spawn(self._steps(s.steps, steps_rng), "steps")
 
     async def _until_end(self, stop: asyncio.Event, steps: asyncio.Task[None] | None) -> None:
         s = self._scenario
@@ -204,19 +236,55 @@ class _Play:
         except Unanswered:
             return None
 
-    async def _steps(self, steps: tuple[Step, ...]) -> None:
-        """Start each step at its time; end when every step's session is over."""
+    async def _steps(self, steps: tuple[Step, ...], rng: random.Random) -> None:
+        """Start each step at its time, and a repeating one again every `repeat_every`.
+
+        Ends when every session of the steps is over, which never happens while a step
+        repeats. Steps due at the same time start in the file's order.
+        """
         loop = asyncio.get_running_loop()
         start = loop.time()
-        sessions = []
-        for step in steps:
-            await asyncio.sleep(
-                max(0.0, start + self._scenario.real_seconds(step.at) - loop.time())
-            )
-            unit = self._units[step.unit]
-            name = f"step-{unit.cid}-{step.action}"
-            sessions.append(self._spawn(self._act(unit, step.action, step.pendant or "1"), name))
+        due = [(step.at, index) for index, step in enumerate(steps)]
+        heapq.heapify(due)
+        sessions: list[asyncio.Task[Any]] = []
+        while due:
+            at, index = heapq.heappop(due)
+            step = steps[index]
+            await asyncio.sleep(max(0.0, start + self._scenario.real_seconds(at) - loop.time()))
+            started = self._start_step(step, rng)
+            if step.repeat_every is None:
+                sessions.extend(started)
+            else:
+                heapq.heappush(due, (at + step.repeat_every, index))
         await asyncio.gather(*sessions)
+
+    def _start_step(self, step: Step, rng: random.Random) -> list[asyncio.Task[Any]]:
+        """One occurrence of a step: a session per unit, each after its share of `spread`."""
+        if step.unit is not None:
+            units = [self._units[step.unit]]
+        else:
+            units = [u for u in self._units if self._areas.get(u.cid) == step.area]
+            log.info(
+                "simulator.area_step",
+                area=step.area,
+                action=str(step.action),
+                units=len(units),
+                spread_s=step.spread,
+            )
+        sessions = []
+        for unit in units:
+            delay = rng.uniform(0, step.spread) if step.spread else 0.0
+            session = self._act_after(delay, unit, step.action, step.pendant or "1")
+            sessions.append(self._spawn(session, f"step-{unit.cid}-{step.action}"))
+        return sessions
+
+    async def _act_after(
+        self, delay: float, unit: SimulatedBaseUnit, action: Action, pendant: str
+    ) -> ScaipResponse | None:
+        """`_act` once `delay` scenario seconds have passed."""
+        if delay:
+            await self._sleep(delay)
+        return await self._act(unit, action, pendant)
 
     async def _heartbeats(self, unit: SimulatedBaseUnit, offset: float, every: float) -> None:
         """Heartbeat on a fixed beat; a beat missed while one is still resending is skipped."""

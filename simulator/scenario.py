@@ -19,13 +19,21 @@ bare number of seconds, and every scenario time is divided by `speed`:
       - {at: 2s, unit: 0, action: press}          # unit = index into the cids
       - {at: 40s, unit: 0, action: check_in}
       - {at: 2m, unit: 0, action: check_out}
+      - {at: 1m, area: bro, action: mains_lost, spread: 20s, repeat_every: 10m}
+
+A step names either one `unit` (an index into the cids) or an `area` (a registry area
+code): every simulated unit of that area does the action. `spread` (area steps only)
+starts each unit at its own time drawn uniformly from [at, at + spread], as a real power
+cut reaches homes one by one. `repeat_every` does the step again at `at + repeat_every`,
+`at + 2 * repeat_every` and so on until the scenario ends; it must be longer than
+`spread`. Which area a cid is in is given to `run_simulation`, not written here.
 
 Actions: press (with optional `pendant`), check_in, check_out, heartbeat, mains_lost,
 mains_restored, battery_low.
 
-When a scenario ends: at `duration` if given; otherwise, for a scenario with steps,
-once every step's message session is over; otherwise (random traffic only) when the
-caller stops it.
+When a scenario ends: at `duration` if given; otherwise, for a scenario with steps none
+of which repeats, once every step's message session is over; otherwise (random traffic
+or repeating steps) when the caller stops it.
 """
 
 from __future__ import annotations
@@ -101,17 +109,29 @@ class AlarmTraffic(_Model):
 
 
 class Step(_Model):
-    """One explicit action by one unit at a time after the start."""
+    """One explicit action at a time after the start, by one unit or by every unit of an
+    area; an area step may be spread over time, and any step may repeat."""
 
     at: Seconds
-    unit: int = Field(ge=0)
+    unit: int | None = Field(default=None, ge=0)
+    area: str | None = Field(default=None, min_length=1)
     action: Action
     pendant: str | None = None
+    spread: Seconds = 0.0
+    repeat_every: PositiveSeconds | None = None
 
     @model_validator(mode="after")
-    def _pendant_only_for_press(self) -> Step:
+    def _fits_together(self) -> Step:
+        if self.unit is not None and self.area is not None:
+            raise ValueError("a step names `unit` or `area`, not both")
+        if self.unit is None and self.area is None:
+            raise ValueError("a step needs `unit` (an index into the cids) or `area`")
         if self.pendant is not None and self.action is not Action.PRESS:
             raise ValueError("`pendant` only goes with action `press`")
+        if self.spread and self.area is None:
+            raise ValueError("`spread` only goes with `area`")
+        if self.repeat_every is not None and self.repeat_every <= self.spread:
+            raise ValueError("`repeat_every` must be longer than `spread`")
         return self
 
 
@@ -141,8 +161,13 @@ class Scenario(_Model):
 
     @property
     def units_needed(self) -> int:
-        """How many cids the steps refer to (at least one)."""
-        return max((s.unit for s in self.steps), default=0) + 1
+        """How many cids the steps refer to by index (at least one)."""
+        return max((s.unit for s in self.steps if s.unit is not None), default=0) + 1
+
+    @property
+    def areas_used(self) -> frozenset[str]:
+        """The areas the steps name; each needs at least one unit in it."""
+        return frozenset(s.area for s in self.steps if s.area is not None)
 
     def real_seconds(self, scenario_seconds: float) -> float:
         """Wall-clock seconds for a span of scenario time."""

@@ -84,6 +84,12 @@ def base_unit_cids(config: MunicipalityConfig) -> list[str]:
             if d.kind == "base_unit"]
 
 
+def base_unit_areas(config: MunicipalityConfig) -> dict[str, str]:
+    """The area of each base unit, by cid: that of the site it is installed at."""
+    return {d.cid: s.area for c in config.customers for s in c.sites for d in s.devices
+            if d.kind == "base_unit"}
+
+
 def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
     config = load_config(Path(args.file))
     db = _open_db(settings)
@@ -117,14 +123,20 @@ async def _simulate(settings: Settings, args: argparse.Namespace,
     target = settings.mqtt
     host, port = (target.host, target.port) if target else ("127.0.0.1",
                                                            settings.embedded_mqtt_port)
-    cids = args.cids.split(",") if args.cids else base_unit_cids(_config(settings))
-    if args.units:
-        cids = (cids * (args.units // max(len(cids), 1) + 1))[: args.units] if cids else []
     scenario = load_scenario(args.scenario)
     if args.speed:
         scenario = scenario.with_speed(args.speed)
+    if args.cids:
+        cids = args.cids.split(",")
+        # The registry is read only when a step names an area; cids not in it have none.
+        areas = base_unit_areas(_config(settings)) if scenario.areas_used else {}
+    else:
+        config = _config(settings)
+        cids, areas = base_unit_cids(config), base_unit_areas(config)
+    if args.units:
+        cids = (cids * (args.units // max(len(cids), 1) + 1))[: args.units] if cids else []
     report = await run_simulation(host, port, cids, scenario, root=settings.mqtt_topic_root,
-                                  stop=stop, seed=args.seed)
+                                  stop=stop, seed=args.seed, areas=areas)
     print(json.dumps(report.to_dict(), indent=2))
     return 0
 
@@ -241,7 +253,9 @@ def _simulation_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scenario", default="demo", help="a shipped scenario name or a YAML file")
     p.add_argument("--units", type=int, default=0,
                    help="number of base units (default: every base unit in the configuration)")
-    p.add_argument("--cids", default="", help="comma-separated cids instead of the configured ones")
+    p.add_argument("--cids", default="",
+                   help="comma-separated cids instead of the configured ones (a scenario's "
+                        "area steps still find their areas in the configuration)")
     p.add_argument("--speed", type=float, default=0.0, help="compress scenario time by this factor")
     p.add_argument("--seed", type=int, default=None)
 

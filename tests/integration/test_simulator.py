@@ -11,7 +11,9 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
+from core.settings import SHIPPED_CONFIG
 from devices.scaip import ScaipRequest, Snu, parse_request
+from dispatch.config import load_config
 from simulator import (
     DeviceLink,
     ScenarioError,
@@ -22,11 +24,17 @@ from simulator import (
 )
 from simulator.scenario import parse_scenario
 from tests.brokers import Broker, free_port, mosquitto
+from trygg.cli import base_unit_areas
 
 pytestmark = pytest.mark.mqtt
 
 CID = "4600123"
 RESEND_S = 0.2
+MAINS_LOST = "0085"
+# As in the demo registry (config/municipality.yaml).
+BRO = ["100002", "100102", "100004", "100005", "100008"]
+KUNGSANGEN = ["100001", "100003", "100006", "100007"]
+AREAS = {**dict.fromkeys(BRO, "bro"), **dict.fromkeys(KUNGSANGEN, "kungsangen")}
 
 
 @pytest.fixture
@@ -45,6 +53,7 @@ class Responder:
         self, client: aiomqtt.Client, root: str, script: tuple[int | None, ...], then: int | None
     ) -> None:
         self.frames: list[bytes] = []
+        self.arrived: list[float] = []  # loop time of each frame
         self.got_frame = asyncio.Condition()
         self._client = client
         self._root = root
@@ -68,6 +77,7 @@ class Responder:
     async def _answer(self, cid: str, frame: bytes) -> None:
         async with self.got_frame:
             self.frames.append(frame)
+            self.arrived.append(asyncio.get_running_loop().time())
             self.got_frame.notify_all()
         ref = parse_request(frame).ref
         copy = self._seen[ref] = self._seen.get(ref, 0) + 1
@@ -190,14 +200,25 @@ async def test_demo_scenario_runs_until_stopped(broker: Broker, topic_root: str)
     scenario = load_scenario("demo").with_speed(600)  # heartbeats every 0.1 s, alarms ~0.2 s
     stop = asyncio.Event()
     cids = ["2001", "2002", "2003"]
+    areas = {"2001": "bro", "2002": "bro", "2003": "kungsangen"}
 
     async with responder(broker, topic_root) as centre:
         asyncio.get_running_loop().call_later(1.5, stop.set)
         report = await run_simulation(
-            broker.host, broker.port, cids, scenario, root=topic_root, stop=stop, seed=7
+            broker.host,
+            broker.port,
+            cids,
+            scenario,
+            root=topic_root,
+            stop=stop,
+            seed=7,
+            areas=areas,
         )
 
     assert report.sent["heartbeat"] >= len(cids)
+    # The power cut in Bro at 0.1 s, restored at 0.4 s, again at 1.1 s.
+    assert {r.cid for r in centre.requests if r.stc == MAINS_LOST} == {"2001", "2002"}
+    assert report.sent["mains_restored"] >= 2
     assert report.alarms_sent >= 1
     assert report.alarms_answered >= 1
     assert {r.cid for r in centre.requests} == set(cids)
@@ -240,3 +261,109 @@ def test_bad_scenario_file_names_each_problem(tmp_path: Path) -> None:
     assert "speed: Input should be greater than 0" in text
     assert "steps.0.at: 'soon' is not a duration" in text
     assert "steps.1.action:" in text and "'presss'" in text
+
+
+async def test_area_step_cuts_mains_at_every_unit_of_the_area_and_no_other(
+    broker: Broker, topic_root: str
+) -> None:
+    scenario = parse_scenario(
+        "speed: 10\nsteps: [{at: 0s, area: bro, action: mains_lost, spread: 8s}]",
+        source="inline",
+        default_name="cut",
+    )
+    loop = asyncio.get_running_loop()
+
+    async with responder(broker, topic_root) as centre:
+        started = loop.time()
+        report = await run_simulation(
+            broker.host,
+            broker.port,
+            BRO + KUNGSANGEN,
+            scenario,
+            root=topic_root,
+            seed=6,
+            areas=AREAS,
+        )
+
+    assert sorted(r.cid for r in centre.requests) == sorted(BRO)
+    assert {(r.dty, r.stc) for r in centre.requests} == {("0002", MAINS_LOST)}
+    assert report.sent == report.answered == {"mains_lost": len(BRO)}
+    # Spread over the 0.8 s the 8 s of scenario time take, not all in one instant.
+    assert max(centre.arrived) - min(centre.arrived) > 0.3
+    assert max(centre.arrived) - started < 0.8 + 0.3
+
+
+async def test_repeating_area_step_comes_again_until_the_scenario_ends(
+    broker: Broker, topic_root: str
+) -> None:
+    scenario = parse_scenario(
+        """
+        speed: 10
+        duration: 11s
+        steps:
+          - {at: 0s, area: bro, action: mains_lost, spread: 1s, repeat_every: 4s}
+        """,
+        source="inline",
+        default_name="cuts",
+    )
+
+    async with responder(broker, topic_root) as centre:
+        report = await run_simulation(
+            broker.host, broker.port, BRO + KUNGSANGEN, scenario, root=topic_root, areas=AREAS
+        )
+        await centre.wait_for(3 * len(BRO))
+
+    # At 0 s, 4 s and 8 s; the next would be at 12 s, after the end.
+    assert sorted(r.cid for r in centre.requests) == sorted(BRO * 3)
+    assert report.sent == {"mains_lost": 3 * len(BRO)}
+    assert 1.0 < report.elapsed_s < 1.6
+
+
+async def test_area_and_unit_steps_due_together_start_in_file_order(
+    broker: Broker, topic_root: str
+) -> None:
+    scenario = parse_scenario(
+        """
+        speed: 10
+        steps:
+          - {at: 1s, unit: 0, action: press}
+          - {at: 1s, area: kungsangen, action: mains_restored}
+        """,
+        source="inline",
+        default_name="mixed",
+    )
+
+    async with responder(broker, topic_root) as centre:
+        await run_simulation(
+            broker.host, broker.port, ["100002", "100001"], scenario, root=topic_root, areas=AREAS
+        )
+
+    assert [(r.cid, r.stc) for r in centre.requests] == [("100002", None), ("100001", "0086")]
+
+
+async def test_step_naming_an_area_without_given_units_is_refused_before_connecting() -> None:
+    scenario = parse_scenario(
+        "steps: [{at: 1s, area: bro, action: mains_lost}, {at: 2s, area: uppsala, action: press}]",
+        source="inline",
+        default_name="cut",
+    )
+
+    with pytest.raises(ScenarioError) as caught:
+        await run_simulation("127.0.0.1", 1, KUNGSANGEN, scenario, areas=AREAS)
+
+    assert caught.value.problems == [
+        "the steps use area 'bro' but none of the 4 unit(s) is in it (their areas: kungsangen)",
+        "the steps use area 'uppsala' but none of the 4 unit(s) is in it (their areas: kungsangen)",
+    ]
+
+
+async def test_area_step_without_areas_for_the_units_is_refused() -> None:
+    with pytest.raises(ScenarioError, match=r"area 'bro' .* \(none of them has a known area\)"):
+        await run_simulation("127.0.0.1", 1, ["2001"], load_scenario("demo"))
+
+
+def test_demo_power_cut_finds_its_units_in_the_shipped_registry() -> None:
+    areas = base_unit_areas(load_config(SHIPPED_CONFIG))
+
+    assert areas == AREAS
+    assert load_scenario("demo").areas_used <= set(areas.values())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from simulator import Action, ScenarioError, load_scenario, shipped_scenarios
+from simulator import Action, Scenario, ScenarioError, load_scenario, shipped_scenarios
 from simulator.scenario import parse_duration, parse_scenario
 
 
@@ -12,6 +12,10 @@ def problems_of(text: str) -> list[str]:
     with pytest.raises(ScenarioError) as caught:
         parse_scenario(text, source="test.yaml", default_name="test")
     return caught.value.problems
+
+
+def parse(text: str) -> Scenario:
+    return parse_scenario(text, source="t", default_name="t")
 
 
 @pytest.mark.parametrize(
@@ -109,3 +113,105 @@ def test_file_that_is_not_a_mapping_is_refused(text: str, expected: str) -> None
     [problem] = problems_of(text)
 
     assert expected in problem
+
+
+def test_area_step_is_read_with_its_spread_and_repeat() -> None:
+    scenario = parse(
+        "steps: [{at: 1m, area: bro, action: mains_lost, spread: 20s, repeat_every: 10m}]"
+    )
+
+    [step] = scenario.steps
+    assert (step.at, step.unit, step.area, step.action) == (60.0, None, "bro", Action.MAINS_LOST)
+    assert (step.spread, step.repeat_every) == (20.0, 600.0)
+    assert scenario.areas_used == {"bro"}
+
+
+def test_area_steps_need_no_unit_index() -> None:
+    scenario = parse(
+        "steps:\n"
+        "  - {at: 1s, area: bro, action: mains_lost}\n"
+        "  - {at: 2s, area: kungsangen, action: mains_lost}\n"
+    )
+
+    assert scenario.units_needed == 1
+    assert scenario.areas_used == {"bro", "kungsangen"}
+
+
+def test_unit_step_happens_once_and_at_once_by_default() -> None:
+    [step] = parse("steps: [{at: 1s, unit: 0, action: press}]").steps
+
+    assert (step.area, step.spread, step.repeat_every) == (None, 0.0, None)
+
+
+def test_step_with_both_unit_and_area_is_refused() -> None:
+    [problem] = problems_of("steps: [{at: 1s, unit: 0, area: bro, action: mains_lost}]")
+
+    assert problem == "steps.0: a step names `unit` or `area`, not both"
+
+
+def test_step_with_neither_unit_nor_area_is_refused() -> None:
+    [problem] = problems_of("steps: [{at: 1s, action: mains_lost}]")
+
+    assert problem == "steps.0: a step needs `unit` (an index into the cids) or `area`"
+
+
+def test_spread_on_a_unit_step_is_refused() -> None:
+    [problem] = problems_of("steps: [{at: 1s, unit: 0, action: mains_lost, spread: 5s}]")
+
+    assert problem == "steps.0: `spread` only goes with `area`"
+
+
+@pytest.mark.parametrize("repeat_every", ["20s", "10s"])
+def test_repeat_not_longer_than_the_spread_is_refused(repeat_every: str) -> None:
+    [problem] = problems_of(
+        "steps: [{at: 1s, area: bro, action: mains_lost, spread: 20s, "
+        f"repeat_every: {repeat_every}}}]"
+    )
+
+    assert problem == "steps.0: `repeat_every` must be longer than `spread`"
+
+
+@pytest.mark.parametrize(
+    ("field", "written", "expected"),
+    [
+        ("spread", "-5s", "steps.0.spread: '-5s' is not a duration"),
+        ("spread", "soon", "steps.0.spread: 'soon' is not a duration"),
+        ("repeat_every", "0s", "steps.0.repeat_every: Input should be greater than 0"),
+        ("area", "''", "steps.0.area: String should have at least 1 character"),
+    ],
+)
+def test_bad_area_step_fields_are_refused(field: str, written: str, expected: str) -> None:
+    [problem] = problems_of(
+        f"steps: [{{at: 1s, area: bro, action: mains_lost, {field}: {written}}}]"
+    )
+
+    assert problem.startswith(expected)
+
+
+def test_area_steps_survive_a_change_of_speed() -> None:
+    scenario = parse(
+        "steps: [{at: 1m, area: bro, action: mains_lost, spread: 20s, repeat_every: 10m}]"
+    )
+
+    assert scenario.with_speed(10).steps == scenario.steps
+
+
+def test_demo_cuts_mains_in_bro_after_a_minute_and_restores_them_every_ten_minutes() -> None:
+    lost, restored = load_scenario("demo").steps
+
+    assert (lost.at, lost.area, lost.action, lost.spread) == (60.0, "bro", Action.MAINS_LOST, 20.0)
+    assert (restored.at, restored.area, restored.action, restored.spread) == (
+        240.0,
+        "bro",
+        Action.MAINS_RESTORED,
+        30.0,
+    )
+    assert lost.repeat_every == restored.repeat_every == 600.0
+
+
+def test_demo_keeps_its_living_traffic() -> None:
+    demo = load_scenario("demo")
+
+    assert demo.heartbeat_every == 60.0
+    assert demo.alarms is not None
+    assert demo.duration is None

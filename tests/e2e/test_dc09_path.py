@@ -40,7 +40,7 @@ def pty(tmp_path: Path) -> Any:
 
 
 async def alarms(client: httpx.AsyncClient) -> list[dict[str, Any]]:
-    return (await client.get("/api/alarms")).json()["alarms"]  # type: ignore[no-any-return]
+    return (await client.get("/api/alarms")).json()["alarms"]
 
 
 @pytest.fixture

@@ -172,6 +172,8 @@ class _Batch:
         self.devices: dict[str, Device | None] = dict.fromkeys(to_route)
         self.devices.update(self._load_devices(to_route))
         self.directory = _RememberingDirectory(SqlTeamDirectory(session))
+        self.technical = technical.TechnicalBook(session, {
+            row.cid for row in rows if row.kind in technical.TECHNICAL_EVENT_KINDS})
         self._teams: dict[int, Team] = {}
         self.created: list[Alarm] = []  # new alarms, called out together in finish()
 
@@ -321,7 +323,7 @@ def _apply(batch: _Batch, row: Any, now: datetime, rules: DispatchRules,
     elif kind in (EventKind.CHECK_IN, EventKind.CHECK_OUT):
         out.touch(_on_presence(batch, row, kind, now))
     elif kind in technical.TECHNICAL_EVENT_KINDS:
-        technical.on_event(batch.session, cid=row.cid, kind=kind, at=row.received_at,
+        technical.on_event(batch.technical, cid=row.cid, kind=kind, at=row.received_at,
                            event_id=row.id, status_code=row.status_code, rule=rules.mass,
                            change=out.health)
     elif kind is EventKind.CANCELLED:

@@ -33,7 +33,14 @@ from core.clock import Clock
 from core.db import Database, Lane
 from core.inbox import DeviceLink
 from dispatch.models import Device, OutboxMessage, Site, TechnicalAlarm, TechnicalKind
-from dispatch.technical import SUPERVISION, HealthChange, MassRule, clear_fault, open_fault
+from dispatch.technical import (
+    SUPERVISION,
+    HealthChange,
+    MassRule,
+    TechnicalBook,
+    clear_fault,
+    open_fault,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -95,9 +102,11 @@ def sweep(session: Session, now: datetime, *, rule: SupervisionRule, mass: MassR
     if listening is None:
         return change  # deaf: nobody can be judged quiet now
     since = max(listening, leading_since)
-    for cid, silence, area, last_seen in _overdue(session, now, since, rule, limit):
+    overdue = _overdue(session, now, since, rule, limit)
+    book = TechnicalBook(session, [cid for cid, _, _, _ in overdue])
+    for cid, silence, area, last_seen in overdue:
         quiet_for = int((now - last_seen).total_seconds())
-        open_fault(session, cid=cid, kind=TechnicalKind.LINK_FAULT, at=now,
+        open_fault(book, cid=cid, kind=TechnicalKind.LINK_FAULT, at=now,
                    source=SUPERVISION, actor="system", rule=mass, change=change,
                    quiet_since=last_seen, area_code=area,
                    note=f"not heard for {quiet_for} s (allowed {int(silence.total_seconds())} s)")
@@ -156,8 +165,9 @@ def _clear_heard(session: Session, now: datetime, topic_root: str, change: Healt
                     TechnicalAlarm.state == "open", TechnicalAlarm.source == SUPERVISION,
                     DeviceLink.last_seen_at > TechnicalAlarm.quiet_since))
         .order_by(TechnicalAlarm.id).limit(limit)).all()
+    book = TechnicalBook(session)
     for alarm, last_seen in heard:
-        clear_fault(session, alarm, at=now, actor="system",
+        clear_fault(book, alarm, at=now, actor="system",
                     note=f"heard again at {last_seen.isoformat()}", change=change)
         publish_availability(session, topic_root, alarm.cid, "online", last_seen, now)
         change.availability.append((alarm.cid, "online", last_seen))

@@ -14,11 +14,13 @@ last of them is back. Functions here run inside the caller's transaction.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from core.errors import TryggError
 from devices.events import EventKind
@@ -101,72 +103,119 @@ def _note(alarm: TechnicalAlarm, action: str, at: datetime, actor: str,
     alarm.version = (alarm.version or 0) + 1
 
 
-def open_alarms(session: Session, cid: str) -> dict[str, TechnicalAlarm]:
-    """The device's open technical alarms, by kind."""
-    return {a.kind: a for a in session.execute(
-        select(TechnicalAlarm).where(TechnicalAlarm.cid == cid,
-                                     TechnicalAlarm.state == TechnicalState.OPEN)).scalars()}
+class TechnicalBook:
+    """What one transaction looked up about devices' faults: each thing once, not per event.
+
+    A power cut brings thousands of technical events at once; applying each with its own
+    look-ups of the device's open faults, its area and the area's incident made dispatch
+    fall far behind. Kept up to date as faults open and clear within the transaction.
+    """
+
+    def __init__(self, session: Session, cids: Iterable[str] = ()) -> None:
+        self.session = session
+        wanted = set(cids)
+        self._open: dict[tuple[str, str], TechnicalAlarm] = {}
+        self._areas: dict[str, str | None] = dict.fromkeys(wanted)
+        self._incidents: dict[tuple[str, str], Incident | None] = {}
+        if wanted:
+            for alarm in session.execute(select(TechnicalAlarm).where(
+                    TechnicalAlarm.cid.in_(wanted),
+                    TechnicalAlarm.state == TechnicalState.OPEN)).scalars():
+                # Only appended to here: the trail is not loaded to add one entry.
+                set_committed_value(alarm, "log", [])
+                self._open[(alarm.cid, alarm.kind)] = alarm
+            self._areas.update(session.execute(
+                select(Device.cid, Site.area_code).join(Site, Device.site_id == Site.id)
+                .where(Device.cid.in_(wanted))).all())
+
+    def open_fault_of(self, cid: str, kind: str) -> TechnicalAlarm | None:
+        if cid not in self._areas:  # not looked up with the batch (supervision, say)
+            self._load(cid)
+        return self._open.get((cid, kind))
+
+    def area_of(self, cid: str) -> str | None:
+        if cid not in self._areas:
+            self._load(cid)
+        return self._areas[cid]
+
+    def _load(self, cid: str) -> None:
+        loaded = TechnicalBook(self.session, [cid])
+        self._open.update(loaded._open)
+        self._areas.update(loaded._areas)
+
+    def opened(self, alarm: TechnicalAlarm) -> None:
+        self._open[(alarm.cid, alarm.kind)] = alarm
+
+    def cleared(self, alarm: TechnicalAlarm) -> None:
+        self._open.pop((alarm.cid, alarm.kind), None)
+
+    def incident(self, kind: str, area: str) -> Incident | None:
+        key = (kind, area)
+        if key not in self._incidents or (
+                (held := self._incidents[key]) is not None and held.state != "open"):
+            self._incidents[key] = self.session.execute(select(Incident).where(
+                Incident.kind == kind, Incident.area_code == area,
+                Incident.state == "open")).scalar_one_or_none()
+        return self._incidents[key]
+
+    def incident_opened(self, incident: Incident) -> None:
+        self._incidents[(incident.kind, incident.area_code)] = incident
 
 
-def area_of(session: Session, cid: str) -> str | None:
-    return session.execute(
-        select(Site.area_code).join(Device, Device.site_id == Site.id)
-        .where(Device.cid == cid)).scalar_one_or_none()
-
-
-def on_event(session: Session, *, cid: str, kind: EventKind, at: datetime,
+def on_event(book: TechnicalBook, *, cid: str, kind: EventKind, at: datetime,
              event_id: int | None, status_code: str | None, rule: MassRule,
              change: HealthChange) -> None:
     """Apply a device's technical event: open (or repeat) its fault, or clear it."""
     actor = f"device:{cid}"
-    held = open_alarms(session, cid)
+    code = f"code {status_code}" if status_code else None
     if kind in OPENED_BY:
         tkind = OPENED_BY[kind]
-        existing = held.get(tkind)
+        existing = book.open_fault_of(cid, tkind.value)
         if existing is not None:
-            _note(existing, "repeated", at, actor, f"code {status_code}" if status_code else None)
+            _note(existing, "repeated", at, actor, code)
             change.technical_ids.append(existing.id)
             return
-        open_fault(session, cid=cid, kind=tkind, at=at, source="device", actor=actor,
-                   event_id=event_id, rule=rule, change=change,
-                   note=f"code {status_code}" if status_code else None)
+        open_fault(book, cid=cid, kind=tkind, at=at, source="device", actor=actor,
+                   event_id=event_id, rule=rule, change=change, note=code)
         return
     for tkind in CLEARED_BY[kind]:
-        if (alarm := held.get(tkind)) is not None:
-            clear_fault(session, alarm, at=at, actor=actor,
-                        note=f"restored (code {status_code})" if status_code else "restored",
-                        change=change)
+        if (alarm := book.open_fault_of(cid, tkind.value)) is not None:
+            clear_fault(book, alarm, at=at, actor=actor,
+                        note=f"restored ({code})" if code else "restored", change=change)
 
 
-def open_fault(session: Session, *, cid: str, kind: TechnicalKind, at: datetime,
+def open_fault(book: TechnicalBook, *, cid: str, kind: TechnicalKind, at: datetime,
                source: str, actor: str, rule: MassRule, change: HealthChange,
                event_id: int | None = None, quiet_since: datetime | None = None,
                area_code: str | None = None, note: str | None = None) -> TechnicalAlarm:
-    area = area_code if area_code is not None else area_of(session, cid)
+    session = book.session
+    area = area_code if area_code is not None else book.area_of(cid)
     alarm = TechnicalAlarm(cid=cid, kind=kind.value, state=TechnicalState.OPEN.value,
                            source=source, area_code=area, opened_at=at,
                            quiet_since=quiet_since, source_event_id=event_id, version=0)
     session.add(alarm)
     _note(alarm, "opened", at, actor, note)
     session.flush()
+    book.opened(alarm)
     change.technical_ids.append(alarm.id)
     change.opened[kind.value] = change.opened.get(kind.value, 0) + 1
     if kind in MASS_KINDS and area is not None:
-        _gather(session, alarm, rule, at, change)
+        _gather(book, alarm, rule, at, change)
     return alarm
 
 
-def clear_fault(session: Session, alarm: TechnicalAlarm, *, at: datetime, actor: str,
+def clear_fault(book: TechnicalBook, alarm: TechnicalAlarm, *, at: datetime, actor: str,
                 note: str | None, change: HealthChange, action: str = "cleared") -> None:
     alarm.state = TechnicalState.CLEARED.value
     alarm.cleared_at = at
     alarm.cleared_by = actor
     alarm.clear_note = note
     _note(alarm, action, at, actor, note)
+    book.cleared(alarm)
     change.technical_ids.append(alarm.id)
     change.cleared[alarm.kind] = change.cleared.get(alarm.kind, 0) + 1
     if alarm.incident_id is not None:
-        _shrink(session, alarm.incident_id, at, change)
+        _shrink(book.session, alarm.incident_id, at, change)
 
 
 def clear_by_hand(session: Session, technical_id: int, *, actor: str, note: str,
@@ -177,31 +226,27 @@ def clear_by_hand(session: Session, technical_id: int, *, actor: str, note: str,
         raise TechnicalAlarmNotFound(technical_id)
     if alarm.state != TechnicalState.OPEN:
         raise AlreadyCleared(technical_id)
-    clear_fault(session, alarm, at=now, actor=actor, note=note, change=HealthChange(),
-                action="cleared_by_hand")
+    clear_fault(TechnicalBook(session), alarm, at=now, actor=actor, note=note,
+                change=HealthChange(), action="cleared_by_hand")
     return alarm
 
 
 # -- incidents ---------------------------------------------------------------------------
 
 
-def _open_incident(session: Session, kind: str, area: str) -> Incident | None:
-    return session.execute(select(Incident).where(
-        Incident.kind == kind, Incident.area_code == area,
-        Incident.state == "open")).scalar_one_or_none()
-
-
-def _gather(session: Session, alarm: TechnicalAlarm, rule: MassRule, at: datetime,
+def _gather(book: TechnicalBook, alarm: TechnicalAlarm, rule: MassRule, at: datetime,
             change: HealthChange) -> None:
     """Put a new fault into its area's incident, or start one if enough came together."""
     assert alarm.area_code is not None
-    incident = _open_incident(session, alarm.kind, alarm.area_code)
+    session = book.session
+    incident = book.incident(alarm.kind, alarm.area_code)
     if incident is not None:
         alarm.incident_id = incident.id
         incident.count += 1
         incident.peak = max(incident.peak, incident.count)
         incident.version += 1
-        change.incident_ids.append(incident.id)
+        if incident.id not in change.incident_ids:
+            change.incident_ids.append(incident.id)
         return
     recent = select(TechnicalAlarm.id).where(
         TechnicalAlarm.kind == alarm.kind, TechnicalAlarm.area_code == alarm.area_code,
@@ -214,6 +259,7 @@ def _gather(session: Session, alarm: TechnicalAlarm, rule: MassRule, at: datetim
                         count=len(ids), peak=len(ids), opened_at=at, version=0)
     session.add(incident)
     session.flush()
+    book.incident_opened(incident)
     session.execute(update(TechnicalAlarm).where(TechnicalAlarm.id.in_(ids))
                     .values(incident_id=incident.id, version=TechnicalAlarm.version + 1)
                     .execution_options(synchronize_session="fetch"))

@@ -100,14 +100,15 @@ class MqttLink:
         while True:
             try:
                 async with self._new_client() as client:
+                    self._receive_directly(client)
                     for topic in self.subscriptions:
                         await client.subscribe(topic, qos=1)
                     self._up(client)
                     waits = self.backoff()
+                    # Messages go straight to `on_message` (see _receive_directly); this
+                    # only waits for the connection to drop, which raises MqttError.
                     async for message in client.messages:
-                        payload = message.payload
-                        if self.on_message is not None and isinstance(payload, bytes | bytearray):
-                            self.on_message(message.topic.value, bytes(payload))
+                        self._deliver_message(message.topic.value, message.payload)
             except aiomqtt.MqttError as exc:
                 self._down()
                 MQTT_RECONNECTS.labels(self.name).inc()
@@ -117,6 +118,33 @@ class MqttLink:
                 await asyncio.sleep(wait)
             finally:
                 self._down()
+
+    def _receive_directly(self, client: aiomqtt.Client) -> None:
+        """Hand each message to `on_message` from paho's callback, not through aiomqtt's
+        queue and iterator.
+
+        At 4,200 heartbeats a second aiomqtt's receive path (a Message object, a queue,
+        a task and an `asyncio.wait` per message) was the gateway's ceiling: help calls
+        waited seconds behind heartbeats in the broker. paho reads the socket on our
+        event loop (aiomqtt registers it with `add_reader`), so the callback runs there
+        too, and the PUBACK goes out when it returns, as before: after the frame is
+        queued for the commit. Messages that reached aiomqtt's queue before the switch
+        (a persistent session replays at once on connect) are delivered first.
+        """
+        if self.on_message is None:
+            return
+        while not client._queue.empty():
+            message = client._queue.get_nowait()
+            self._deliver_message(message.topic.value, message.payload)
+
+        def on_message(_client: object, _userdata: object, message: mqtt.MQTTMessage) -> None:
+            self._deliver_message(message.topic, message.payload)
+
+        client._client.on_message = on_message
+
+    def _deliver_message(self, topic: str, payload: object) -> None:
+        if self.on_message is not None and isinstance(payload, bytes | bytearray):
+            self.on_message(topic, bytes(payload))
 
     def _up(self, client: aiomqtt.Client) -> None:
         self._client = client

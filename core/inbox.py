@@ -25,6 +25,7 @@ from sqlalchemy import (
     CursorResult,
     Index,
     Integer,
+    Select,
     String,
     Table,
     Text,
@@ -279,18 +280,22 @@ def has_pending(session: Session) -> bool:
         DeviceEventRow.processed_at.is_(None)).limit(1)).first() is not None
 
 
+def pending_query(limit: int, *, urgent: bool) -> Select:
+    """The oldest unprocessed events (only help-call events if `urgent`), through the
+    partial index of each."""
+    query = select(*PENDING_COLUMNS).where(DeviceEventRow.processed_at.is_(None))
+    if urgent:
+        query = query.where(text(f"kind IN {URGENT_SQL}"))
+    return query.order_by(DeviceEventRow.id).limit(limit)
+
+
 def pending(session: Session, limit: int) -> Sequence[Any]:
     """Unprocessed events as plain rows of PENDING_COLUMNS: help calls first, then the
-    rest, each oldest first. Both are range scans of a partial index."""
-    urgent = session.execute(
-        select(*PENDING_COLUMNS).where(DeviceEventRow.processed_at.is_(None),
-                                       text(f"kind IN {URGENT_SQL}"))
-        .order_by(DeviceEventRow.id).limit(limit)).all()
+    rest, each oldest first."""
+    urgent = session.execute(pending_query(limit, urgent=True)).all()
     if len(urgent) == limit:
         return urgent
-    rest = session.execute(
-        select(*PENDING_COLUMNS).where(DeviceEventRow.processed_at.is_(None))
-        .order_by(DeviceEventRow.id).limit(limit)).all()
+    rest = session.execute(pending_query(limit, urgent=False)).all()
     taken = {row.id for row in urgent}
     return [*urgent, *[row for row in rest if row.id not in taken]][:limit]
 

@@ -13,8 +13,10 @@ from itertools import count
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
 
+from core import inbox
 from core.clock import FakeClock
 from core.db import Database
 from core.inbox import Incoming, append_events
@@ -171,6 +173,16 @@ def test_technical_events_are_all_applied_in_the_end(db: Database, clock: FakeCl
                                                           budget_s=60.0))
 
     assert len(technical_alarms(db)) == 30
+
+
+def test_the_help_calls_are_found_through_their_own_index(db: Database) -> None:
+    """However long the technical backlog, finding the next press is a short index scan."""
+    def plan(s: Session) -> str:
+        query = inbox.pending_query(10, urgent=True).compile(
+            s.get_bind(), compile_kwargs={"literal_binds": True})
+        return " ".join(str(row[3]) for row in s.execute(text(f"EXPLAIN QUERY PLAN {query}")))
+
+    assert db.transaction(plan) == "SCAN device_events USING INDEX ix_device_events_inbox_urgent"
 
 
 # -- incidents ---------------------------------------------------------------------------

@@ -29,6 +29,7 @@ depends_on = None
 
 URGENT = "processed_at IS NULL AND kind IN ('alarm', 'check_in', 'check_out', 'cancelled')"
 OPEN = "state = 'open'"
+OWN = "supervision_interval_s IS NOT NULL OR supervision_tolerance_s IS NOT NULL"
 
 
 def upgrade() -> None:
@@ -83,6 +84,8 @@ def upgrade() -> None:
     with op.batch_alter_table('devices') as b:
         b.add_column(sa.Column('supervision_interval_s', sa.Integer(), nullable=True))
         b.add_column(sa.Column('supervision_tolerance_s', sa.Integer(), nullable=True))
+    op.create_index('ix_devices_own_supervision', 'devices', ['cid'],
+                    sqlite_where=sa.text(OWN), postgresql_where=sa.text(OWN))
     op.create_index('ix_device_links_last_seen_at', 'device_links', ['last_seen_at'])
     op.create_index('ix_device_events_inbox_urgent', 'device_events', ['id'],
                     sqlite_where=sa.text(URGENT), postgresql_where=sa.text(URGENT))
@@ -105,6 +108,7 @@ def downgrade() -> None:
         b.drop_column('retain')
     op.drop_index('ix_device_events_inbox_urgent', 'device_events')
     op.drop_index('ix_device_links_last_seen_at', 'device_links')
+    op.drop_index('ix_devices_own_supervision', 'devices')
     with op.batch_alter_table('devices') as b:
         b.drop_column('supervision_tolerance_s')
         b.drop_column('supervision_interval_s')

@@ -1,11 +1,20 @@
-"""Simulated base units that talk SCAIP over MQTT, driven by scenario files.
+"""Simulated base units that talk SCAIP over MQTT, driven by scenario files, and a
+simulated DC-09 alarm receiver on a pseudo-terminal.
 
 `run_simulation` plays a scenario (`load_scenario("demo")` or a file path) with one
 simulated unit per cid over one shared MQTT link, and returns a `SimulationReport`.
+`SimulatedReceiver` passes DC-09 accounts' events on over a pty whose slave the gateway
+opens as a serial line; `play_receiver_traffic` is its demo traffic.
 """
 
 from simulator.errors import LinkDown, ScenarioError, SimulatorError, Unanswered
 from simulator.link import DeviceLink
+from simulator.receiver import (
+    ReceiverEvent,
+    ReceiverTally,
+    SimulatedReceiver,
+    play_receiver_traffic,
+)
 from simulator.runner import SimulationReport, run_simulation
 from simulator.scenario import Scenario, load_scenario, shipped_scenarios
 from simulator.unit import Action, SimulatedBaseUnit
@@ -14,13 +23,17 @@ __all__ = [
     "Action",
     "DeviceLink",
     "LinkDown",
+    "ReceiverEvent",
+    "ReceiverTally",
     "Scenario",
     "ScenarioError",
     "SimulatedBaseUnit",
+    "SimulatedReceiver",
     "SimulationReport",
     "SimulatorError",
     "Unanswered",
     "load_scenario",
+    "play_receiver_traffic",
     "run_simulation",
     "shipped_scenarios",
 ]

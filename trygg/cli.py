@@ -7,10 +7,15 @@ import asyncio
 import contextlib
 import errno
 import json
+import random
 import signal
 import socket
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import structlog
 
 from core.clock import SystemClock
 from core.db import Database
@@ -23,6 +28,18 @@ from dispatch.users import ROLES, add_user, rotate_token
 from trygg.migrations import upgrade
 from trygg.runtime import Role, Service
 from trygg.supervise import GatewayProcess, stop_when_orphaned
+
+if TYPE_CHECKING:
+    from simulator import SimulatedReceiver
+
+log = structlog.get_logger(__name__)
+
+# The demo's simulated alarm receiver: a poll well inside the shipped DC-09 account's
+# 600 s supervision interval, an alarm now and then, and a minute of resends before a
+# frame is given up (the gateway process may still be starting).
+RECEIVER_POLL_EVERY_S = 300.0
+RECEIVER_ALARM_MEAN_INTERVAL_S = 600.0
+RECEIVER_MAX_RESENDS = 12
 
 
 class PortUnavailable(TryggError):
@@ -90,6 +107,12 @@ def base_unit_areas(config: MunicipalityConfig) -> dict[str, str]:
             if d.kind == "base_unit"}
 
 
+def dc09_accounts(config: MunicipalityConfig) -> list[str]:
+    """The DC-09 accounts of the registry: what an alarm receiver reports for."""
+    return [d.cid for c in config.customers for s in c.sites for d in s.devices
+            if d.kind == "dc09_account"]
+
+
 def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
     config = load_config(Path(args.file))
     db = _open_db(settings)
@@ -150,18 +173,58 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
 async def _run(settings: Settings, args: argparse.Namespace) -> int:
     if args.role == "gateway":
         return await _run_gateway(settings)
-    if args.role == "dispatch" or not args.single_process:
-        # By default the gateway runs as a child process with its own interpreter: it
-        # keeps answering devices whatever dispatch is doing (see trygg.runtime).
-        gateway = GatewayProcess(settings) if args.role == "all" else None
-        readiness = {"gateway_process": gateway.ready} if gateway else {}
-        async with (Service(settings, roles={Role.DISPATCH}, readiness=readiness) as service,
-                    gateway or contextlib.nullcontext()):
-            await _serve(service, settings, args)
-        return 0
-    async with Service(settings) as service:
-        await _serve(service, settings, args)
+    async with simulated_receiver(settings, args) as (settings, receiver):
+        if args.role == "dispatch" or not args.single_process:
+            # By default the gateway runs as a child process with its own interpreter: it
+            # keeps answering devices whatever dispatch is doing (see trygg.runtime). It
+            # gets its settings, the receiver's line among them, through its environment.
+            gateway = GatewayProcess(settings) if args.role == "all" else None
+            readiness = {"gateway_process": gateway.ready} if gateway else {}
+            async with (Service(settings, roles={Role.DISPATCH},
+                                readiness=readiness) as service,
+                        gateway or contextlib.nullcontext()):
+                await _serve(service, settings, args, receiver)
+            return 0
+        async with Service(settings) as service:
+            await _serve(service, settings, args, receiver)
     return 0
+
+
+def wants_simulated_receiver(settings: Settings, args: argparse.Namespace) -> bool:
+    """`trygg run --simulate` plays an alarm receiver too, unless real receivers' lines
+    are configured (TRYGG_SERIAL_PORTS) or the gateway runs elsewhere (--role)."""
+    return bool(args.simulate) and args.role == "all" and not settings.serial_paths
+
+
+@contextlib.asynccontextmanager
+async def simulated_receiver(settings: Settings, args: argparse.Namespace
+                             ) -> AsyncIterator[tuple[Settings, SimulatedReceiver | None]]:
+    """The settings to run with, and the demo's simulated receiver if it gets one.
+
+    The receiver's pty exists before the service starts, and the settings name its
+    slave as the one serial line, as TRYGG_SERIAL_PORTS=/dev/ttyUSB0 would a real one.
+    """
+    if not wants_simulated_receiver(settings, args):
+        yield settings, None
+        return
+    from simulator import SimulatedReceiver
+
+    async with SimulatedReceiver(max_resends=RECEIVER_MAX_RESENDS) as receiver:
+        print(f"  Simulated DC-09 alarm receiver on {receiver.slave_path} "
+              "(set TRYGG_SERIAL_PORTS to use real ones)", file=sys.stderr, flush=True)
+        yield settings.model_copy(update={"serial_ports": receiver.slave_path}), receiver
+
+
+async def _play_receiver(settings: Settings, args: argparse.Namespace,
+                         receiver: SimulatedReceiver) -> None:
+    from simulator import play_receiver_traffic
+
+    speed = args.speed or 1.0
+    await play_receiver_traffic(
+        receiver, dc09_accounts(_config(settings)),
+        poll_every_s=RECEIVER_POLL_EVERY_S / speed,
+        alarm_mean_interval_s=RECEIVER_ALARM_MEAN_INTERVAL_S / speed,
+        rng=random.Random(args.seed))  # noqa: S311 (traffic, not crypto)
 
 
 async def _run_gateway(settings: Settings) -> int:
@@ -179,7 +242,8 @@ def _stop_on_signals(service: Service) -> None:
         loop.add_signal_handler(sig, service.stop)
 
 
-async def _serve(service: Service, settings: Settings, args: argparse.Namespace) -> None:
+async def _serve(service: Service, settings: Settings, args: argparse.Namespace,
+                 receiver: SimulatedReceiver | None = None) -> None:
     _stop_on_signals(service)
     if args.demo_user:
         _print_demo_sign_in(service)
@@ -188,12 +252,29 @@ async def _serve(service: Service, settings: Settings, args: argparse.Namespace)
         return
     stop = asyncio.Event()
     sim = asyncio.create_task(_simulate(settings, args, stop), name="trygg.simulator")
+    sim.add_done_callback(log_if_failed)
+    played = None
+    if receiver is not None:
+        played = asyncio.create_task(_play_receiver(settings, args, receiver),
+                                     name="trygg.simulator.receiver")
+        played.add_done_callback(log_if_failed)
     await service.wait()
     stop.set()
-    try:
-        await asyncio.wait_for(sim, 10)
-    except Exception as exc:  # the demo traffic failing must not hide why
-        print(f"trygg: the simulator stopped: {exc!r}", file=sys.stderr)
+    if played is not None:
+        played.cancel()
+        await asyncio.gather(played, return_exceptions=True)
+    # A failure of either was logged as it happened, by log_if_failed.
+    await asyncio.wait({sim}, timeout=10)
+    if not sim.done():
+        sim.cancel()
+        print("trygg: the simulator did not stop within 10 s", file=sys.stderr)
+        await asyncio.gather(sim, return_exceptions=True)
+
+
+def log_if_failed(task: asyncio.Task[Any]) -> None:
+    """Demo traffic that fails is logged as it fails, not when the service stops."""
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.error("demo_traffic_failed", task=task.get_name(), error=repr(exc))
 
 
 def _print_demo_sign_in(service: Service) -> None:

@@ -27,11 +27,13 @@ class LinkDown(SimulatorError):
 
 
 class Unanswered(SimulatorError):
-    """A unit resent a request until it gave up, and no `<mrs>` with its ref came."""
+    """A device resent a message until it gave up without an answer accepting it: a base
+    unit's `<mrq>` (no `<mrs>` with its ref) or a receiver's DC-09 frame (no ACK; then
+    `cid` is the account and `ref` the sequence number)."""
 
     def __init__(self, cid: str, ref: str, action: str, transmissions: int) -> None:
         super().__init__(
-            f"unit {cid} got no answer to {action} ref {ref} after {transmissions} transmissions"
+            f"{cid} got no answer to {action} ref {ref} after {transmissions} transmissions"
         )
         self.cid = cid
         self.ref = ref

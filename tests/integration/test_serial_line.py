@@ -11,53 +11,22 @@ import asyncio
 import os
 import termios
 from collections.abc import AsyncIterator, Callable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client import REGISTRY
-from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
 from core.clock import FakeClock
 from core.db import Database, Lane
-from core.inbox import DeviceEventRow
 from devices import dc09
 from devices.codecs import CODECS, Codec
 from gateway.dc09_framing import Reply
 from gateway.errors import LineConfigError, LineDown
 from gateway.ingest import Ingest
 from gateway.serial_line import LineSettings, LineState, SerialLine, line_settings
+from tests.dc09 import ACCOUNT, T0, eventually, medical, sample, stored
 from tests.ptys import Pty
-
-T0 = datetime(2026, 1, 15, 9, 0, tzinfo=UTC)
-ACCOUNT = "1234"
-
-
-def medical(seq: int, account: str = ACCOUNT) -> bytes:
-    """A medical alarm (SIA-DCS MA), timestamped at the clock's now."""
-    return dc09.encode_frame(token="SIA-DCS", seq=seq, account=account,
-                             data=f"#{account}|Nri1/MA001", timestamp=T0)
-
-
-def sample(name: str, **labels: str) -> float:
-    return REGISTRY.get_sample_value(name, labels) or 0.0
-
-
-def stored(db: Database) -> list[tuple[str, str, str]]:
-    with db.sessions() as session:
-        rows = session.execute(select(DeviceEventRow).order_by(DeviceEventRow.id)).scalars()
-        return [(row.cid, row.ref, row.kind) for row in rows]
-
-
-async def eventually(check: Callable[[], bool], timeout_s: float = 5.0) -> None:
-    """Wait for what the event loop does next (a metric, a connection gone) to show."""
-    for _ in range(int(timeout_s / 0.01)):
-        if check():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"not so after {timeout_s} s")
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from devices.dc09 import Dc09Answer, crc16_arc, decode_answer, encode_contact_id
 from devices.dc09_codes import CID_CODES, SIA_CODES, cid_kind, sia_kind
 from devices.errors import Dc09Error
 from devices.events import DeviceEvent, EventKind
+from tests.fuzzing import mutate
 
 FAST = settings(max_examples=400, deadline=None)
 
@@ -78,23 +79,6 @@ def test_dc09_like_text_with_a_right_crc_gives_an_event_or_a_dc09_error(text: st
     body = text.encode("utf-8")
     decodes_or_raises_dc09_error(reframe(body))
     decodes_or_raises_dc09_error(body)
-
-
-def mutate(frame: bytes, data: st.DataObject) -> bytes:
-    """Flip, insert, delete or truncate a few bytes."""
-    buf = bytearray(frame)
-    for _ in range(data.draw(st.integers(1, 4))):
-        op = data.draw(st.sampled_from(["flip", "insert", "delete", "truncate"]))
-        at = data.draw(st.integers(0, max(len(buf) - 1, 0)))
-        if op == "flip" and buf:
-            buf[at] ^= 1 << data.draw(st.integers(0, 7))
-        elif op == "insert":
-            buf.insert(at, data.draw(st.integers(0, 255)))
-        elif op == "delete" and buf:
-            del buf[at]
-        elif op == "truncate":
-            del buf[at:]
-    return bytes(buf)
 
 
 @FAST

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from devices import scaip
 from devices.events import DeviceEvent
 from devices.scaip import ScaipError, ScaipRequest, ScaipResponse
+from tests.fuzzing import mutate
 
 FAST = settings(max_examples=400, deadline=None)
 
@@ -73,23 +74,6 @@ XMLISH = st.lists(
 @given(XMLISH)
 def test_xml_like_bytes_give_an_event_or_a_scaip_error(frame: bytes) -> None:
     decodes_or_raises_scaip_error(frame)
-
-
-def mutate(frame: bytes, data: st.DataObject) -> bytes:
-    """Flip, insert, delete or truncate a few bytes."""
-    buf = bytearray(frame)
-    for _ in range(data.draw(st.integers(1, 4))):
-        op = data.draw(st.sampled_from(["flip", "insert", "delete", "truncate"]))
-        at = data.draw(st.integers(0, max(len(buf) - 1, 0)))
-        if op == "flip" and buf:
-            buf[at] ^= 1 << data.draw(st.integers(0, 7))
-        elif op == "insert":
-            buf.insert(at, data.draw(st.integers(0, 255)))
-        elif op == "delete" and buf:
-            del buf[at]
-        elif op == "truncate":
-            del buf[at:]
-    return bytes(buf)
 
 
 @FAST

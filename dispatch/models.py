@@ -269,7 +269,9 @@ class TechnicalAlarm(Base):
 
     __tablename__ = "technical_alarms"
     id: Mapped[int] = mapped_column(primary_key=True)
-    cid: Mapped[str] = mapped_column(String(32))
+    # Indexed on its own: a device's faults are looked up by cid with the state as a
+    # bound parameter, which SQLite's partial index below cannot serve.
+    cid: Mapped[str] = mapped_column(String(32), index=True)
     kind: Mapped[str] = mapped_column(String(16))
     state: Mapped[str] = mapped_column(String(8))
     source: Mapped[str] = mapped_column(String(16))  # "device" | "supervision"

@@ -76,7 +76,7 @@ class MassRule:
 class HealthChange:
     """What a unit of work changed, for the dashboard and MQTT after the commit."""
 
-    technical_ids: list[int] = field(default_factory=list)
+    touched: int = 0  # technical alarms opened, repeated or cleared
     incident_ids: list[int] = field(default_factory=list)
     # (cid, "online" | "offline", when last heard) for the retained availability topic
     availability: list[tuple[str, str, datetime | None]] = field(default_factory=list)
@@ -84,11 +84,10 @@ class HealthChange:
     cleared: dict[str, int] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
-        return bool(self.technical_ids or self.incident_ids)
+        return bool(self.touched or self.incident_ids)
 
     def merge(self, other: HealthChange) -> None:
-        self.technical_ids.extend(i for i in other.technical_ids
-                                  if i not in self.technical_ids)
+        self.touched += other.touched
         self.incident_ids.extend(i for i in other.incident_ids if i not in self.incident_ids)
         self.availability.extend(other.availability)
         for kind, n in other.opened.items():
@@ -173,7 +172,7 @@ def on_event(book: TechnicalBook, *, cid: str, kind: EventKind, at: datetime,
         existing = book.open_fault_of(cid, tkind.value)
         if existing is not None:
             _note(existing, "repeated", at, actor, code)
-            change.technical_ids.append(existing.id)
+            change.touched += 1
             return
         open_fault(book, cid=cid, kind=tkind, at=at, source="device", actor=actor,
                    event_id=event_id, rule=rule, change=change, note=code)
@@ -193,11 +192,12 @@ def open_fault(book: TechnicalBook, *, cid: str, kind: TechnicalKind, at: dateti
     alarm = TechnicalAlarm(cid=cid, kind=kind.value, state=TechnicalState.OPEN.value,
                            source=source, area_code=area, opened_at=at,
                            quiet_since=quiet_since, source_event_id=event_id, version=0)
+    # Not flushed here: a power cut opens thousands, and the unit of work inserts them
+    # together at the end of the transaction (or when a query needs them).
     session.add(alarm)
     _note(alarm, "opened", at, actor, note)
-    session.flush()
     book.opened(alarm)
-    change.technical_ids.append(alarm.id)
+    change.touched += 1
     change.opened[kind.value] = change.opened.get(kind.value, 0) + 1
     if kind in MASS_KINDS and area is not None:
         _gather(book, alarm, rule, at, change)
@@ -212,7 +212,7 @@ def clear_fault(book: TechnicalBook, alarm: TechnicalAlarm, *, at: datetime, act
     alarm.clear_note = note
     _note(alarm, action, at, actor, note)
     book.cleared(alarm)
-    change.technical_ids.append(alarm.id)
+    change.touched += 1
     change.cleared[alarm.kind] = change.cleared.get(alarm.kind, 0) + 1
     if alarm.incident_id is not None:
         _shrink(book.session, alarm.incident_id, at, change)
@@ -264,7 +264,6 @@ def _gather(book: TechnicalBook, alarm: TechnicalAlarm, rule: MassRule, at: date
                     .values(incident_id=incident.id, version=TechnicalAlarm.version + 1)
                     .execution_options(synchronize_session="fetch"))
     change.incident_ids.append(incident.id)
-    change.technical_ids.extend(i for i in ids if i not in change.technical_ids)
 
 
 def _shrink(session: Session, incident_id: int, at: datetime, change: HealthChange) -> None:

@@ -278,10 +278,11 @@ class Dispatcher:
         if change.availability:
             self._outbox_waiting.set()
         if change:
-            # Ids only, a few: a power cut changes thousands at once, and the dashboard
-            # reloads its health lists (debounced) on this message rather than patching.
+            # A count and a few incident ids, not the alarms: a power cut changes
+            # thousands at once, and the dashboard reloads its health lists (debounced)
+            # on this message rather than patching them.
             self.live.publish({"type": "health",
-                               "technical_ids": change.technical_ids[:50],
+                               "technical": change.touched,
                                "incident_ids": change.incident_ids[:50]})
 
     async def _after(self, out: Outcome) -> None:

@@ -75,7 +75,7 @@ async def clear_technical_alarm(technical_id: int, body: ClearIn, state: StateDe
     def clear(s: Session) -> None:
         alarm = technical.clear_by_hand(s, technical_id, actor=user.name, note=body.note,
                                         now=now)
-        change.technical_ids.append(alarm.id)
+        change.touched += 1
         if alarm.incident_id is not None:
             change.incident_ids.append(alarm.incident_id)
 

@@ -66,6 +66,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(['incident_id'], ['incidents.id']),
         sa.PrimaryKeyConstraint('id'))
     op.create_index('ix_technical_alarms_incident_id', 'technical_alarms', ['incident_id'])
+    op.create_index('ix_technical_alarms_cid', 'technical_alarms', ['cid'])
     op.create_index('ix_technical_alarms_state', 'technical_alarms', ['state', 'opened_at'])
     op.create_index('uq_technical_alarms_open', 'technical_alarms', ['cid', 'kind'],
                     unique=True, sqlite_where=sa.text(OPEN), postgresql_where=sa.text(OPEN))

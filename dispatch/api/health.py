@@ -123,6 +123,8 @@ async def list_links(state: StateDep, user: UserDep) -> dict[str, Any]:
     state as the gateway last wrote it; `stale` when it has not written for a while."""
     now = state.clock.now()
     rows = await state.db.read(lambda s: health.links(s))
-    return {"server_time": now.isoformat(), "links": [
-        {**row, "stale": (now - row.pop("_updated")).total_seconds() > LINKS_STALE_S}
-        for row in rows]}
+    links = []
+    for row in rows:
+        updated = row.pop("_updated")
+        links.append({**row, "stale": (now - updated).total_seconds() > LINKS_STALE_S})
+    return {"server_time": now.isoformat(), "links": links}

@@ -168,6 +168,7 @@ async def test_a_quiet_unit_gets_a_link_fault_and_goes_offline_until_heard(
         links = (await client.get("/api/links")).json()["links"]
         assert [(li["name"], li["state"], li["stale"]) for li in links] == [
             ("mqtt", "connected", False)]
+        assert set(links[0]) == {"name", "kind", "state", "since", "updated_at", "stale"}
         await client.aclose()
 
 

@@ -6,6 +6,8 @@ import {
   clockTime, compareUrgency, countdown, dateTime, displayAddress, duration, errorText,
   isBehind, isOpen,
 } from "./model.js";
+import { h, hidden } from "./dom.js";
+import { createHealth } from "./health.js";
 import { openStream } from "./stream.js";
 
 const TOKEN_KEY = "trygg.token";
@@ -41,27 +43,7 @@ const S = {
 };
 
 const serverNow = () => Date.now() + S.offsetMs;
-
-// -- tiny DOM helper (text only: never innerHTML with data) ---------------------------------
-
-function h(tag, attrs, ...children) {
-  const el = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs || {})) {
-    if (value == null || value === false) continue;
-    if (key === "class") el.className = value;
-    else if (key === "text") el.textContent = value;
-    else if (key === "dataset") Object.assign(el.dataset, value);
-    else if (key.startsWith("on")) el.addEventListener(key.slice(2), value);
-    else el.setAttribute(key, value === true ? "" : value);
-  }
-  for (const child of children.flat(Infinity)) {
-    if (child == null || child === false) continue;
-    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
-  }
-  return el;
-}
-
-const hidden = (text) => h("span", { class: "visually-hidden" }, text);
+let health = null; // the device-health view (health.js), made in wire()
 
 // -- HTTP -------------------------------------------------------------------------------------
 
@@ -165,6 +147,7 @@ function startApp(token, me) {
     onOpen: () => {
       setConn("live");
       loadList();
+      health.reload();
       if (!S.me) loadMe();
     },
     onEvent: onStreamEvent,
@@ -173,7 +156,9 @@ function startApp(token, me) {
       signOut("The server no longer accepts your token (it may have been revoked). Sign in again."),
   });
   loadList();
+  health.start();
   checkReady();
+  showView(false);
   S.timers.push(setInterval(tick, 500));
   S.timers.push(setInterval(() => { if (S.conn === "live") loadList(); }, SAFETY_REFETCH_MS));
   S.timers.push(setInterval(checkReady, READY_POLL_MS));
@@ -185,6 +170,7 @@ function stopApp() {
   S.stream = null;
   S.timers.forEach(clearInterval);
   S.timers = [];
+  health.stop();
   S.token = null;
   S.me = null;
   S.alarms.clear();
@@ -244,8 +230,11 @@ function onStreamEvent(name, data) {
   } else if (name === "alarm" && data.alarm) {
     for (const touched of S.listFetches) touched.add(data.alarm.id);
     upsert(data.alarm, true);
+  } else if (name === "health") {
+    health.changed(); // "look again", maybe hundreds a second in a power cut: reload, spaced out
   } else if (name === "resync") {
     loadList();
+    health.changed();
   } else if (name === "signed_out") {
     signOut("The server no longer accepts your token (it may have been revoked). Sign in again.");
   }
@@ -961,9 +950,29 @@ async function checkReady() {
   }
 }
 
+// -- views ----------------------------------------------------------------------------------
+
+/** The alarm queue or device health, by the address's #fragment (so a reload keeps it). */
+function showView(moveFocus) {
+  const view = location.hash === "#health" ? "health" : "queue";
+  $("queue-view").hidden = view !== "queue";
+  $("health-view").hidden = view !== "health";
+  for (const [name, tab] of [["queue", $("view-queue")], ["health", $("view-health")]]) {
+    if (name === view) tab.setAttribute("aria-current", "page");
+    else tab.removeAttribute("aria-current");
+  }
+  if (moveFocus) $(view === "health" ? "health-title" : "queue-title").focus();
+}
+
 // -- wiring ---------------------------------------------------------------------------------
 
 function wire() {
+  health = createHealth({
+    api, SignedOut, serverNow, toast,
+    announce: (text) => { $("announcer").textContent = text; },
+  });
+  health.wire();
+  window.addEventListener("hashchange", () => showView(true));
   $("signin-form").addEventListener("submit", onSignIn);
   $("signout").addEventListener("click", () => signOut("You have signed out."));
   $("queue").addEventListener("click", onQueueClick);
@@ -991,6 +1000,7 @@ function wire() {
     });
     dialog.addEventListener("close", () => {
       if (dialog.id === "details-dialog") S.details = null;
+      if (dialog.id === "clear-dialog") return; // health.js puts focus back itself
       // the next dialog may already be opening (details -> accept); focus goes back later
       if (!document.querySelector("dialog[open]")) restoreFocus();
     });

@@ -60,13 +60,24 @@ def incident_view(incident: Incident) -> dict[str, Any]:
     }
 
 
+def _in_open_incident() -> Any:
+    return TechnicalAlarm.incident_id.in_(select(Incident.id).where(Incident.state == "open"))
+
+
 def technical_alarms(session: Session, *, open_only: bool, limit: int,
-                     before_id: int | None = None) -> list[TechnicalAlarm]:
-    """Open ones (all of them, oldest first), or every one newest first, paged by id."""
+                     before_id: int | None = None,
+                     outside_incidents: bool = False) -> list[TechnicalAlarm]:
+    """Open ones (all of them, oldest first), or every one newest first, paged by id.
+
+    `outside_incidents` leaves out the open ones gathered into an open incident: in a
+    power cut the incident stands for thousands of them.
+    """
     q = select(TechnicalAlarm)
     if open_only:
-        return list(session.execute(q.where(TechnicalAlarm.state == "open")
-                                    .order_by(TechnicalAlarm.opened_at, TechnicalAlarm.id))
+        q = q.where(TechnicalAlarm.state == "open")
+        if outside_incidents:
+            q = q.where(TechnicalAlarm.incident_id.is_(None) | ~_in_open_incident())
+        return list(session.execute(q.order_by(TechnicalAlarm.opened_at, TechnicalAlarm.id))
                     .scalars())
     if before_id is not None:
         q = q.where(TechnicalAlarm.id < before_id)
@@ -89,17 +100,30 @@ def incidents(session: Session, *, open_only: bool, limit: int = 200) -> list[In
 
 
 def device_health(session: Session, now: datetime, rule: SupervisionRule,
-                  statuses: set[str] | None = None) -> list[dict[str, Any]]:
-    """One row per registered device, the worst first; quiet ones by how long overdue."""
+                  statuses: set[str] | None = None,
+                  outside_incidents: bool = False) -> list[dict[str, Any]]:
+    """One row per registered device, the worst first; quiet ones by how long overdue.
+
+    `outside_incidents` leaves out devices whose every open fault is part of an open
+    incident, which stands for them.
+    """
     faults: dict[str, list[TechnicalAlarm]] = {}
+    grouped: set[str] = set()
     for alarm in session.execute(select(TechnicalAlarm).where(
             TechnicalAlarm.state == "open")).scalars():
         faults.setdefault(alarm.cid, []).append(alarm)
+    if outside_incidents:
+        in_incident = set(session.execute(select(TechnicalAlarm.id).where(
+            TechnicalAlarm.state == "open", _in_open_incident())).scalars())
+        grouped = {cid for cid, held in faults.items()
+                   if all(a.id in in_incident for a in held)}
     rows: list[dict[str, Any]] = []
     for device, area, last_seen in session.execute(
             select(Device, Site.area_code, DeviceLink.last_seen_at)
             .outerjoin(Site, Site.id == Device.site_id)
             .outerjoin(DeviceLink, DeviceLink.cid == Device.cid)):
+        if device.cid in grouped:
+            continue
         open_faults = faults.get(device.cid, [])
         kinds = sorted({_STATUS_OF_KIND.get(a.kind, "fault") for a in open_faults},
                        key=_RANK.__getitem__)

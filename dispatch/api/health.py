@@ -29,6 +29,8 @@ async def list_technical_alarms(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description=(
         "page size of scope=all; the open ones are never cut short"))] = 200,
     cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page")] = None,
+    outside_incidents: Annotated[bool, Query(description=(
+        "scope=open only: leave out those gathered into an open incident"))] = False,
 ) -> dict[str, Any]:
     """Open technical alarms, oldest first (all of them); or every one, newest first, paged."""
     if scope == "open" and cursor is not None:
@@ -38,7 +40,8 @@ async def list_technical_alarms(
 
     def load(s: Session) -> tuple[list[dict[str, Any]], str | None]:
         if scope == "open":
-            rows = health.technical_alarms(s, open_only=True, limit=0)
+            rows = health.technical_alarms(s, open_only=True, limit=0,
+                                           outside_incidents=outside_incidents)
             return [health.technical_view(a) for a in rows], None
         rows = health.technical_alarms(s, open_only=False, limit=limit + 1,
                                        before_id=before)
@@ -103,13 +106,16 @@ async def devices_health(
     state: StateDep, user: UserDep,
     status_: Annotated[list[health.Status] | None, Query(
         alias="status", description="only devices with this status (repeatable)")] = None,
+    outside_incidents: Annotated[bool, Query(description=(
+        "leave out devices whose every open fault is part of an open incident"))] = False,
 ) -> dict[str, Any]:
     """One row per registered device: its status, last-seen and open faults, the worst
     first; quiet devices by how long they are overdue."""
     now = state.clock.now()
     wanted: set[str] | None = set(status_) if status_ else None
     rows = await state.db.read(
-        lambda s: health.device_health(s, now, state.supervision, wanted))
+        lambda s: health.device_health(s, now, state.supervision, wanted,
+                                       outside_incidents))
     return {"server_time": now.isoformat(), "devices": rows}
 
 

@@ -75,6 +75,16 @@ async def test_a_power_cut_shows_as_technical_alarms_and_one_incident(
         health = (await client.get("/api/devices/health",
                                    params={"status": "mains_lost"})).json()["devices"]
         assert sorted(d["cid"] for d in health) == sorted(BRO)
+        # The incident stands for its units where the operator asks for that.
+        battery = SimulatedBaseUnit("100001", link)
+        await battery.battery_low()
+        await wait_for_faults(client, len(BRO) + 1)
+        outside = (await client.get("/api/technical-alarms", params={
+            "outside_incidents": "true"})).json()["technical_alarms"]
+        assert [(f["cid"], f["kind"]) for f in outside] == [("100001", "battery_low")]
+        outside_health = (await client.get("/api/devices/health", params={
+            "status": "mains_lost", "outside_incidents": "true"})).json()["devices"]
+        assert outside_health == []
         # No help call came of it: the queue is empty.
         assert (await client.get("/api/alarms")).json()["alarms"] == []
 
@@ -92,7 +102,7 @@ async def test_a_power_cut_shows_as_technical_alarms_and_one_incident(
         (incident,) = (await client.get("/api/incidents")).json()["incidents"]
         assert (incident["state"], incident["count"], incident["peak"]) == ("closed", 0, 5)
         assert incident["closed_at"] == (MONDAY_10_LOCAL + timedelta(minutes=20)).isoformat()
-        assert await open_faults(client) == []
+        assert [f["kind"] for f in await open_faults(client)] == ["battery_low"]
         await client.aclose()
 
 

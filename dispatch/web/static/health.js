@@ -159,8 +159,10 @@ export function createHealth({ api, SignedOut, serverNow, toast, announce }) {
     const wantAreas = !H.areas.size;
     const [incidents, technical, quiet, areas] = await Promise.all([
       call("/api/incidents?scope=all"),
-      call("/api/technical-alarms?scope=open"),
-      call("/api/devices/health?status=quiet"),
+      // The incidents stand for the units gathered into them: a power cut is one row,
+      // not thousands fetched every second.
+      call("/api/technical-alarms?scope=open&outside_incidents=true"),
+      call("/api/devices/health?status=quiet&outside_incidents=true"),
       wantAreas ? call("/api/areas") : null,
     ]);
     if (seq !== H.seq || !H.running) return;
@@ -258,7 +260,10 @@ export function createHealth({ api, SignedOut, serverNow, toast, announce }) {
   }
 
   function renderCount() {
-    const open = H.technical.filter((a) => a.state === "open").length;
+    // The list leaves out the alarms gathered into open incidents; each incident's
+    // count is how many of those are open.
+    const open = H.technical.filter((a) => a.state === "open").length
+      + openIncidents().reduce((sum, i) => sum + i.count, 0);
     const count = $("health-count");
     count.textContent = String(open);
     count.hidden = open === 0;

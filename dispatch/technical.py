@@ -82,6 +82,8 @@ class HealthChange:
     availability: list[tuple[str, str, datetime | None]] = field(default_factory=list)
     opened: dict[str, int] = field(default_factory=dict)  # by kind, for the metrics
     cleared: dict[str, int] = field(default_factory=dict)
+    # ("opened" | "closed", incident id, kind, area), logged after the commit
+    incidents_changed: list[tuple[str, int, str, str]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(self.touched or self.incident_ids)
@@ -90,6 +92,7 @@ class HealthChange:
         self.touched += other.touched
         self.incident_ids.extend(i for i in other.incident_ids if i not in self.incident_ids)
         self.availability.extend(other.availability)
+        self.incidents_changed.extend(other.incidents_changed)
         for kind, n in other.opened.items():
             self.opened[kind] = self.opened.get(kind, 0) + n
         for kind, n in other.cleared.items():
@@ -260,6 +263,7 @@ def _gather(book: TechnicalBook, alarm: TechnicalAlarm, rule: MassRule, at: date
     session.add(incident)
     session.flush()
     book.incident_opened(incident)
+    change.incidents_changed.append(("opened", incident.id, incident.kind, incident.area_code))
     session.execute(update(TechnicalAlarm).where(TechnicalAlarm.id.in_(ids))
                     .values(incident_id=incident.id, version=TechnicalAlarm.version + 1)
                     .execution_options(synchronize_session="fetch"))
@@ -275,6 +279,8 @@ def _shrink(session: Session, incident_id: int, at: datetime, change: HealthChan
     if incident.count == 0:
         incident.state = "closed"
         incident.closed_at = at
+        change.incidents_changed.append(("closed", incident.id, incident.kind,
+                                         incident.area_code))
     if incident.id not in change.incident_ids:
         change.incident_ids.append(incident.id)
 

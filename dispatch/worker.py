@@ -275,6 +275,8 @@ class Dispatcher:
             TECHNICAL_OPENED.labels(kind).inc(n)
         for kind, n in change.cleared.items():
             TECHNICAL_CLEARED.labels(kind).inc(n)
+        for action, incident_id, kind, area in change.incidents_changed:
+            log.warning(f"incident_{action}", incident_id=incident_id, kind=kind, area=area)
         if change.availability:
             self._outbox_waiting.set()
         if change:

@@ -249,3 +249,23 @@ def test_a_help_call_from_inside_the_power_cut_is_its_own_alarm(
     (alarm,) = db.transaction(lambda s: list(s.execute(select(Alarm)).scalars()))
     assert (alarm.cid, alarm.state, alarm.team_code) == (BRO[0], "called_out", "solrosen-bro")
     assert out.received[0].alarm_id == alarm.id
+
+
+async def test_an_incident_opening_and_closing_is_logged_with_ids_only(
+        db: Database, clock: FakeClock) -> None:
+    from structlog.testing import capture_logs
+
+    from dispatch.live import LiveFeed
+    from dispatch.worker import Dispatcher
+
+    dispatcher = Dispatcher(db, clock, RULES, LiveFeed())
+    with capture_logs() as logs:
+        dispatcher.health_changed(deliver(db, clock, *(
+            ev(EventKind.MAINS_LOST, cid) for cid in BRO[:3])).health)
+        dispatcher.health_changed(deliver(db, clock, *(
+            ev(EventKind.MAINS_RESTORED, cid) for cid in BRO[:3])).health)
+
+    lines = [(e["event"], e["kind"], e["area"]) for e in logs if e["event"].startswith("incident")]
+    assert lines == [("incident_opened", "mains_lost", "bro"),
+                     ("incident_closed", "mains_lost", "bro")]
+

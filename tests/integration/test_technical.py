@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
+from structlog.testing import capture_logs
 
 from core import inbox
 from core.clock import FakeClock
@@ -24,9 +25,11 @@ from core.settings import SHIPPED_CONFIG
 from devices.events import DeviceEvent, EventKind
 from dispatch import health, services, technical
 from dispatch.config import load_config
+from dispatch.live import LiveFeed
 from dispatch.models import Alarm, Incident, OutboxMessage, TechnicalAlarm
 from dispatch.services import DispatchRules, Outcome
 from dispatch.technical import MassRule
+from dispatch.worker import Dispatcher
 
 _CONFIG = load_config(SHIPPED_CONFIG)
 RULES = DispatchRules(_CONFIG.shifts, _CONFIG.timers, topic_root="trygg/v1",
@@ -253,11 +256,6 @@ def test_a_help_call_from_inside_the_power_cut_is_its_own_alarm(
 
 async def test_an_incident_opening_and_closing_is_logged_with_ids_only(
         db: Database, clock: FakeClock) -> None:
-    from structlog.testing import capture_logs
-
-    from dispatch.live import LiveFeed
-    from dispatch.worker import Dispatcher
-
     dispatcher = Dispatcher(db, clock, RULES, LiveFeed())
     with capture_logs() as logs:
         dispatcher.health_changed(deliver(db, clock, *(

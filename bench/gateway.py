@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 import threading
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -36,13 +37,26 @@ def bench_cids(n: int) -> list[str]:
     return [str(CID_BASE + i) for i in range(n)]
 
 
-def write_config(path: Path, cids: list[str]) -> None:
-    """The shipped areas, providers and teams, and one customer per benchmark unit."""
+def bench_config(cids: Sequence[str],
+                 areas: Mapping[str, Sequence[str]] | None = None) -> dict[str, Any]:
+    """The shipped areas, providers and teams, and one customer per benchmark unit: `cids`
+    in the shipped areas in turn, and the units of each of `areas` (code -> cids) in an
+    area of its own, which gets a night patrol and a Solrosen team so that its alarms are
+    routed too. Validated here, so a mistake fails in the parent, not in a child."""
     from core.settings import SHIPPED_CONFIG
     from dispatch.config import MunicipalityConfig
 
     raw = yaml.safe_load(SHIPPED_CONFIG.read_text(encoding="utf-8"))
     raw["municipality"] = "Benchmark"
+    placed = [(cid, AREAS[i % len(AREAS)]) for i, cid in enumerate(cids)]
+    for area, area_cids in (areas or {}).items():
+        raw["areas"].append({"code": area, "name": f"Bench area {area}"})
+        for provider in raw["providers"]:
+            if provider["code"] == DAY_PROVIDERS[0] or provider["kind"] == "night":
+                team = "nattpatrull" if provider["kind"] == "night" else provider["code"]
+                provider["teams"].append({"code": f"{team}-{area}", "name": f"{team} {area}",
+                                          "area": area})
+        placed.extend((cid, area) for cid in area_cids)
     raw["customers"] = [
         {
             "code": f"B-{cid}",
@@ -52,14 +66,26 @@ def write_config(path: Path, cids: list[str]) -> None:
                 "code": f"B-{cid}-1",
                 "address": f"Benchvägen {i}",
                 "city": "Bro",
-                "area": AREAS[i % len(AREAS)],
+                "area": area,
                 "devices": [{"cid": cid, "model": "bench unit"}],
             }],
         }
-        for i, cid in enumerate(cids)
+        for i, (cid, area) in enumerate(placed)
     ]
-    MunicipalityConfig.model_validate(raw)  # fail here, not in the child
-    path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    MunicipalityConfig.model_validate(raw)
+    return raw
+
+
+def dump_config(path: Path, raw: dict[str, Any]) -> None:
+    # libyaml's dumper when there is one: pure-Python YAML takes ~20 s for 20,000 customers.
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    path.write_text(yaml.dump(raw, Dumper=dumper, allow_unicode=True), encoding="utf-8")
+
+
+def write_config(path: Path, cids: list[str],
+                 areas: Mapping[str, Sequence[str]] | None = None) -> None:
+    """The shipped areas, providers and teams, and one customer per benchmark unit."""
+    dump_config(path, bench_config(cids, areas))
 
 
 @dataclass

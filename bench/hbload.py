@@ -1,4 +1,5 @@
-"""The device side of `bench/heartbeats`: many units heartbeating, a few pressing for help.
+"""The device side of `bench/heartbeats` and `bench/fleet`: many units heartbeating, a few
+pressing for help, and (bench/fleet) bursts of status messages such as a power cut.
 
 Processes of their own (multiprocessing, spawn), so none shares a GIL with the gateway:
 
@@ -10,6 +11,10 @@ Processes of their own (multiprocessing, spawn), so none shares a GIL with the g
   by its ref, and the latency from the *scheduled* send time (the schedule is a formula,
   so the receiver knows it). It also sends the help calls (an alarm press, no `stc`,
   ref `A{j}`, due at t0 + 0.5 + j / help_rate, each from the next registered unit).
+- **the burst sender** (`run_burst_sender`, bench/fleet): each `Burst` is one status
+  message (`<stc>`) from each of a block of units, spread evenly over a while (a power
+  cut: mains lost from 20,000 units within 10 s), ref `{letter}{i}`; the receiver times
+  their answers as it does the heartbeats'.
 - **the operators' view** (`watch_sse`): the dispatch API's live stream
   `GET /api/stream` with an operator's bearer token; notes when each alarm first shows
   up, by cid.
@@ -32,12 +37,37 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from devices import scaip
 from devices.scaip import ScaipError, ScaipRequest
 
 HB_CID_BASE = 2_000_000
-_ANSWER = re.compile(rb"^<mrs><ref>([AH])([0-9]{1,15})</ref><snu>([0-9]{1,2})</snu>")
+_ANSWER = re.compile(rb"^<mrs><ref>([A-Z])([0-9]{1,15})</ref><snu>([0-9]{1,2})</snu>")
+
+
+@dataclass(frozen=True)
+class Burst:
+    """One status message from each of `units` units (cids cid_base..), due evenly over
+    `spread_s` from `at_s` after the start: a power cut, or the power coming back."""
+
+    letter: str      # the refs' prefix: one capital letter, not A or H
+    stc: str         # the SCAIP status code, e.g. "0085" mains lost
+    cid_base: int
+    units: int
+    at_s: float
+    spread_s: float
+
+    def due(self, i: int, t0: float) -> float:
+        return t0 + self.at_s + i * self.spread_s / self.units
+
+    def cid(self, i: int) -> str:
+        return str(self.cid_base + i)
+
+    def frame(self, i: int) -> bytes:
+        return scaip.encode_request(ScaipRequest(ref=f"{self.letter}{i}", cid=self.cid(i),
+                                                 dty="0002", stc=self.stc))
 
 
 @dataclass
@@ -51,6 +81,12 @@ class Plan:
     senders: int
     help_rate: float       # help calls per second
     help_cids: list[str]   # registered units, one per help call (round robin)
+    bursts: tuple[Burst, ...] = ()
+    # The receiver stands for every unit, and the broker lets one MQTT 3.1.1 client have
+    # only 20 QoS 1 messages in flight (Mosquitto's max_inflight_messages). With a window
+    # > 0 the receiver connects with MQTT 5 and asks for that many (Receive Maximum), as
+    # the units together would have; 0 keeps MQTT 3.1.1 and the broker's 20.
+    answer_window: int = 0
 
     @property
     def heartbeats(self) -> int:
@@ -83,16 +119,25 @@ assert heartbeat_frame(7, "2000007") == scaip.encode_request(
     ScaipRequest(ref="H7", cid="2000007", dty="0002", mty="PI"))
 
 
-def _client(name: str) -> mqtt.Client:
-    c = mqtt.Client(CallbackAPIVersion.VERSION2,
-                    client_id=f"bench-{name}-{secrets.token_hex(4)}", clean_session=True)
+def _client(name: str, *, v5: bool = False) -> mqtt.Client:
+    client_id = f"bench-{name}-{secrets.token_hex(4)}"
+    if v5:
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                        protocol=mqtt.MQTTv5)
+    else:
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
     c.max_inflight_messages_set(0)  # no client-side limit
     c.max_queued_messages_set(0)
     return c
 
 
-def _connect(c: mqtt.Client, plan: Plan) -> None:
-    c.connect(plan.host, plan.port, keepalive=60)
+def _connect(c: mqtt.Client, plan: Plan, receive_maximum: int = 0) -> None:
+    if receive_maximum:
+        props = Properties(PacketTypes.CONNECT)
+        props.ReceiveMaximum = receive_maximum
+        c.connect(plan.host, plan.port, keepalive=60, clean_start=True, properties=props)
+    else:
+        c.connect(plan.host, plan.port, keepalive=60)
     sock = c.socket()
     assert isinstance(sock, socket.socket)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -120,7 +165,7 @@ def run_sender(plan: Plan, index: int, conn: Connection) -> None:
         k, step, n = index, plan.senders, plan.heartbeats
         lag_max = 0.0
         late_100ms = 0
-        sent = 0
+        sent = refused = 0  # refused: publishes paho would not take (never sent)
         while k < n:
             now = time.monotonic()
             burst = 0
@@ -135,7 +180,8 @@ def run_sender(plan: Plan, index: int, conn: Connection) -> None:
                 if lag > 0.1:
                     late_100ms += 1
                 cid = str(HB_CID_BASE + k % plan.units)
-                c.publish(f"{topics_prefix}{cid}/mrq", heartbeat_frame(k, cid), qos=1)
+                info = c.publish(f"{topics_prefix}{cid}/mrq", heartbeat_frame(k, cid), qos=1)
+                refused += info.rc != mqtt.MQTT_ERR_SUCCESS
                 sent += 1
                 k += step
             if k < n:
@@ -148,12 +194,67 @@ def run_sender(plan: Plan, index: int, conn: Connection) -> None:
         unacked = len(c._out_messages)
         c.disconnect()
         conn.send(("result", {"sent": sent, "lag_max_s": lag_max, "late_100ms": late_100ms,
-                              "finished_at": finished, "unacked": unacked}))
+                              "finished_at": finished, "unacked": unacked,
+                              "refused": refused}))
+    except Exception as exc:
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+
+
+def run_burst_sender(plan: Plan, conn: Connection) -> None:
+    """Process entry: as `run_sender`, for the plan's bursts (merged by due time)."""
+    try:
+        c = _client("burst-sender")
+        _connect(c, plan)
+        for _ in range(20):
+            _pump(c, 0.05)
+        conn.send(("ready", None))
+        _, t0 = conn.recv()
+        schedule = sorted((b.due(i, t0), n, i) for n, b in enumerate(plan.bursts)
+                          for i in range(b.units))
+        prefix = f"{plan.root}/dev/"
+        first: dict[str, float] = {}
+        last: dict[str, float] = {}
+        lag_max = 0.0
+        pos = refused = 0
+        while pos < len(schedule):
+            now = time.monotonic()
+            burst = 0
+            while pos < len(schedule) and burst < 200:
+                due, n, i = schedule[pos]
+                if due > now:
+                    break
+                b = plan.bursts[n]
+                lag_max = max(lag_max, now - due)
+                info = c.publish(f"{prefix}{b.cid(i)}/mrq", b.frame(i), qos=1)
+                refused += info.rc != mqtt.MQTT_ERR_SUCCESS
+                first.setdefault(b.letter, now)
+                last[b.letter] = now
+                pos += 1
+                burst += 1
+            if pos < len(schedule):
+                _pump(c, min(schedule[pos][0] - time.monotonic(), 0.01))
+        deadline = time.monotonic() + 30
+        while c._out_messages and time.monotonic() < deadline:
+            _pump(c, 0.05)
+        unacked = len(c._out_messages)
+        c.disconnect()
+        conn.send(("result", {"sent": len(schedule), "first_sent_at": first,
+                              "last_sent_at": last, "lag_max_s": lag_max,
+                              "unacked": unacked, "refused": refused}))
     except Exception as exc:
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
 
 
 # -- the receiver (and help calls) ------------------------------------------------------------
+
+
+@dataclass
+class BurstAnswers:
+    answered: int = 0
+    duplicates: int = 0
+    not_ok: int = 0
+    latency_ms: list[float] = field(default_factory=list)
+    last_answered_at: float = 0.0
 
 
 @dataclass
@@ -172,6 +273,7 @@ class ReceiverResult:
     strict_checked: int = 0
     last_answer_at: float = 0.0
     drained: bool = False
+    bursts: dict[str, BurstAnswers] = field(default_factory=dict)  # by letter
 
 
 def run_receiver(plan: Plan, conn: Connection, drain_s: float) -> None:
@@ -188,6 +290,10 @@ def _receive(plan: Plan, conn: Connection, drain_s: float) -> ReceiverResult:
     lat = array("f")
     t0_box: list[float] = []
     subscribed = threading.Event()
+    bursts = {b.letter: b for b in plan.bursts}
+    burst_seen = {b.letter: bytearray(b.units) for b in plan.bursts}
+    burst_lat = {b.letter: array("f") for b in plan.bursts}
+    r.bursts = {b.letter: BurstAnswers() for b in plan.bursts}
 
     def on_subscribe(*_: Any) -> None:
         subscribed.set()
@@ -205,7 +311,7 @@ def _receive(plan: Plan, conn: Connection, drain_s: float) -> ReceiverResult:
             r.strict_checked += 1
             ref = resp.ref or ""
             kind, num, snu = ref[:1], ref[1:], int(resp.snu)
-            if kind not in ("A", "H") or not num.isdigit():
+            if (kind not in ("A", "H") and kind not in bursts) or not num.isdigit():
                 r.unexpected += 1
                 return
             i = int(num)
@@ -226,18 +332,33 @@ def _receive(plan: Plan, conn: Connection, drain_s: float) -> ReceiverResult:
                 if snu:
                     r.hb_not_ok += 1
                 lat.append((now - plan.hb_due(i, t0_box[0])) * 1000.0)
-        else:
+        elif kind in bursts:
+            b, got = bursts[kind], r.bursts[kind]
+            if i >= b.units:
+                r.unexpected += 1
+            elif burst_seen[kind][i]:
+                got.duplicates += 1
+            else:
+                burst_seen[kind][i] = 1
+                got.answered += 1
+                got.last_answered_at = now
+                if snu:
+                    got.not_ok += 1
+                burst_lat[kind].append((now - b.due(i, t0_box[0])) * 1000.0)
+        elif kind == "A":
             if i not in r.help_sent_at or i in r.help_answered_at:
                 r.unexpected += 1
             else:
                 r.help_answered_at[i] = now
                 if snu:
                     r.help_not_ok += 1
+        else:
+            r.unexpected += 1
 
-    c = _client("hb-receiver")
+    c = _client("hb-receiver", v5=plan.answer_window > 0)
     c.on_subscribe = on_subscribe
     c.on_message = on_message
-    _connect(c, plan)
+    _connect(c, plan, receive_maximum=plan.answer_window)
     c.subscribe(f"{plan.root}/dev/+/mrs", qos=1)
     deadline = time.monotonic() + 10
     while not subscribed.is_set():
@@ -268,12 +389,15 @@ def _receive(plan: Plan, conn: Connection, drain_s: float) -> ReceiverResult:
     conn.send(("sent", None))
     drain_end = time.monotonic() + drain_s
     while time.monotonic() < drain_end:
-        if r.hb_answered >= n_hb and len(r.help_answered_at) >= n_help:
+        if (r.hb_answered >= n_hb and len(r.help_answered_at) >= n_help
+                and all(r.bursts[b.letter].answered >= b.units for b in plan.bursts)):
             r.drained = True
             break
         _pump(c, 0.05)
     c.disconnect()
     r.hb_latency_ms = lat.tolist()
+    for letter, values in burst_lat.items():
+        r.bursts[letter].latency_ms = values.tolist()
     return r
 
 

@@ -259,13 +259,53 @@ def _recover_ids(found: Mapping[str, list[str]]) -> tuple[str | None, str | None
     )
 
 
+# A flat frame: the root element holding only simple elements, no attributes, no
+# namespaces, no declaration, and text without markup, entities or characters the XML
+# parser would refuse or rewrite (control characters, CR). Nearly every real frame is
+# one, heartbeats above all; it is read with two regular expressions instead of an XML
+# parser, which cost more than half the gateway's time at 4,200 heartbeats a second.
+# Anything else takes the parser's way, so the outcome is the same either way (a
+# property test holds the two to that).
+_FLAT_TEXT = "[^<>&\x00-\x08\x0b-\x1f\ufffe\uffff]*"
+_FLAT_NAME = "[A-Za-z][A-Za-z0-9]{0,31}"
+_FLAT_FRAME = re.compile(
+    f"\\s*<({_FLAT_NAME})>((?:\\s*<{_FLAT_NAME}>{_FLAT_TEXT}</{_FLAT_NAME}>)*)\\s*</\\1>\\s*")
+_FLAT_ELEMENT = re.compile(f"<({_FLAT_NAME})>({_FLAT_TEXT})</({_FLAT_NAME})>")
+
+
+def _flat_fields(frame: bytes, root_name: str,
+                 names: tuple[str, ...]) -> dict[str, list[str]] | None:
+    """The known fields of a flat frame with the right root; None for any other frame."""
+    if len(frame) > MAX_FRAME_BYTES:
+        return None
+    try:
+        text = frame.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    whole = _FLAT_FRAME.fullmatch(text)
+    if whole is None or whole[1] != root_name:
+        return None
+    found: dict[str, list[str]] = {}
+    for name, value, closing in _FLAT_ELEMENT.findall(whole[2]):
+        if closing != name:
+            return None  # not well-formed: the parser says how
+        if name in names and (cleaned := _clean(value)) is not None:
+            found.setdefault(name, []).append(cleaned)
+    return found
+
+
 def _read_fields(frame: bytes, root_name: str, names: tuple[str, ...]) -> dict[str, str]:
     """Parse `frame` safely and return its known fields, one stripped value each."""
-    root = _parse_xml(frame)
-    found = _collect(root, names)
-    ids = _recover_ids(found)
-    if not isinstance(root.tag, str) or _local_name(root.tag) != root_name:
-        raise _error("wrong_root", f"root element is not <{root_name}>", Snu.INVALID_FORMAT, ids)
+    flat = _flat_fields(frame, root_name, names)
+    if flat is not None:
+        found, ids = flat, _recover_ids(flat)
+    else:
+        root = _parse_xml(frame)
+        found = _collect(root, names)
+        ids = _recover_ids(found)
+        if not isinstance(root.tag, str) or _local_name(root.tag) != root_name:
+            raise _error("wrong_root", f"root element is not <{root_name}>",
+                         Snu.INVALID_FORMAT, ids)
     values: dict[str, str] = {}
     for name, seen in found.items():
         # A repeat that agrees is harmless; one that disagrees (two different <stc>)

@@ -78,7 +78,10 @@ class MqttLink:
             username=self.username, password=self.password,
             # A persistent session: the broker keeps our QoS 1 messages while we reconnect.
             clean_session=self.identifier is None,
-            max_inflight_messages=1000,
+            # No window: every answer goes out at once. With one (1,000), paho kept the
+            # rest queued and walked its whole list of unacknowledged messages on every
+            # PUBACK, so a gateway that fell behind fell further behind.
+            max_inflight_messages=0,
             socket_options=NODELAY,
             timeout=10,
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import string
 from typing import TypeVar
+from unittest.mock import patch
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -187,3 +188,51 @@ def test_arbitrary_bytes_as_a_response_give_a_response_or_a_scaip_error(frame: b
         assert err.reason
     else:
         assert isinstance(result, ScaipResponse)
+
+
+# -- the flat-frame fast path reads exactly what the XML parser reads ---------------------
+
+TAGS = st.sampled_from([*scaip.REQUEST_FIELDS, "mrq", "mrs", "x", "Ref", "snu"])
+TEXT = st.lists(st.sampled_from(
+    [*"0123456789AZaz -_./", "<", ">", "&", "&amp;", "\r", "\n", "\t", "\x00", "\x1f", "å",
+     "\u2028", "]]>", "\ufffe"]), max_size=8).map("".join)
+
+
+@st.composite
+def flat_frames(draw: st.DrawFn) -> bytes:
+    """Frames shaped like the fast path's, with now and then something it must refuse."""
+    def element() -> str:
+        name = draw(TAGS)
+        closing = name if draw(st.integers(0, 9)) else draw(TAGS)
+        return f"<{name}>{draw(TEXT)}</{closing}>"
+
+    root = draw(st.sampled_from(["mrq", "mrq", "mrq", "mrs", "Mrq"]))
+    space = draw(st.sampled_from(["", " ", "\n", "\r\n"]))
+    body = space.join(element() for _ in range(draw(st.integers(0, 8))))
+    return f"{space}<{root}>{space}{body}{space}</{root}>{space}".encode()
+
+
+def outcome(frame: bytes) -> object:
+    try:
+        return scaip.parse_request(frame)
+    except ScaipError as err:
+        return (err.reason, err.status, err.ref, err.cid)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(flat_frames())
+def test_flat_frames_read_the_same_with_and_without_the_xml_parser(frame: bytes) -> None:
+    fast = outcome(frame)
+    with patch.object(scaip, "_flat_fields", lambda *_: None):
+        by_parser = outcome(frame)
+
+    assert fast == by_parser
+
+
+def test_the_fast_path_takes_a_typical_heartbeat_and_leaves_a_declaration_to_the_parser(
+        ) -> None:
+    heartbeat = b"<mrq><ref>H1</ref><cid>2000001</cid><dty>0002</dty><mty>PI</mty></mrq>"
+
+    assert scaip._flat_fields(heartbeat, "mrq", scaip.REQUEST_FIELDS) == {
+        "ref": ["H1"], "cid": ["2000001"], "dty": ["0002"], "mty": ["PI"]}
+    assert scaip._flat_fields(VALID_FRAMES[3], "mrq", scaip.REQUEST_FIELDS) is None

@@ -331,7 +331,10 @@ def parse_request(frame: bytes) -> ScaipRequest:
 
 def _normalized(raw: Mapping[str, str | None]) -> ScaipRequest:
     """Validate and normalize request values; the one place the format rules live."""
-    values = {name: _clean(raw.get(name)) for name in REQUEST_FIELDS}
+    values: dict[str, str | None] = dict.fromkeys(REQUEST_FIELDS)
+    for name, value in raw.items():
+        if name in values:
+            values[name] = _clean(value)
     ids = _recover_ids({k: [v] for k in ("ref", "cid") if (v := values[k]) is not None})
     ref, cid = values.pop("ref"), values.pop("cid")
     if ref is None:

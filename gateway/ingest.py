@@ -148,8 +148,10 @@ class Ingest:
             # Nothing to commit: the unit is alive, and its last-seen is written in batches.
             self.last_seen.saw(event.cid, now, event.kind.value)
             HEARTBEATS.inc()
+            # Not timed: a histogram observation cost 14 % of the gateway at 4,200
+            # heartbeats a second, and the latency that matters is a stored event's.
             self._answer(reply, self._ok(codec, event, now), event.cid, event.ref,
-                         started=started)
+                         started=None)
             return
         self._queue.put_nowait(_Pending(Incoming(event, frame, now), started, codec, reply))
 

@@ -47,12 +47,12 @@ class LastSeenBook:
 
     def saw(self, cid: str, at: datetime, kind: str) -> None:
         """A device was heard (on the event loop; never blocks)."""
-        self._pending[cid] = Seen(cid, at, kind)
-        LAST_SEEN_PENDING.set(len(self._pending))
+        self._pending[cid] = Seen(cid, at, kind)  # the gauge is set when it is written
 
     async def flush(self) -> int:
         """Write what was heard since the last flush; on failure keep it for the next."""
         notes = self.clock is not None and self.listening_since is not None
+        LAST_SEEN_PENDING.set(len(self._pending))
         if not self._pending and not notes:
             return 0
         taken, self._pending = self._pending, {}

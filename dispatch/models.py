@@ -269,8 +269,8 @@ class TechnicalAlarm(Base):
 
     __tablename__ = "technical_alarms"
     id: Mapped[int] = mapped_column(primary_key=True)
-    # Indexed on its own: a device's faults are looked up by cid with the state as a
-    # bound parameter, which SQLite's partial index below cannot serve.
+    # Indexed on its own: a batch looks up its devices' faults by cid (see
+    # technical.TechnicalBook), which neither index below serves.
     cid: Mapped[str] = mapped_column(String(32), index=True)
     kind: Mapped[str] = mapped_column(String(16))
     state: Mapped[str] = mapped_column(String(8))

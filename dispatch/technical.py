@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -105,6 +105,11 @@ def _note(alarm: TechnicalAlarm, action: str, at: datetime, actor: str,
     alarm.version = (alarm.version or 0) + 1
 
 
+def faults_of(cids: Iterable[str]) -> Select[TechnicalAlarm]:
+    """Every technical alarm of these devices, open or not, through the index on cid."""
+    return select(TechnicalAlarm).where(TechnicalAlarm.cid.in_(list(cids)))
+
+
 class TechnicalBook:
     """What one transaction looked up about devices' faults: each thing once, not per event.
 
@@ -120,9 +125,12 @@ class TechnicalBook:
         self._areas: dict[str, str | None] = dict.fromkeys(wanted)
         self._incidents: dict[tuple[str, str], Incident | None] = {}
         if wanted:
-            for alarm in session.execute(select(TechnicalAlarm).where(
-                    TechnicalAlarm.cid.in_(wanted),
-                    TechnicalAlarm.state == TechnicalState.OPEN)).scalars():
+            # By cid alone, the state checked here: with `state = ?` in the query
+            # SQLite chose the state index and read every open fault for each batch,
+            # 20,000 of them in a power cut. A device has few faults in all.
+            for alarm in session.execute(faults_of(wanted)).scalars():
+                if alarm.state != TechnicalState.OPEN:
+                    continue
                 # Only appended to here: the trail is not loaded to add one entry.
                 set_committed_value(alarm, "log", [])
                 self._open[(alarm.cid, alarm.kind)] = alarm

@@ -188,6 +188,17 @@ def test_the_help_calls_are_found_through_their_own_index(db: Database) -> None:
     assert db.transaction(plan) == "SCAN device_events USING INDEX ix_device_events_inbox_urgent"
 
 
+def test_a_batch_finds_its_devices_faults_by_cid_not_by_reading_every_open_one(
+        db: Database) -> None:
+    def plan(s: Session) -> str:
+        query = technical.faults_of(["100001", "100002"]).compile(
+            s.get_bind(), compile_kwargs={"literal_binds": True})
+        return " ".join(str(row[3]) for row in s.execute(text(f"EXPLAIN QUERY PLAN {query}")))
+
+    assert db.transaction(plan) == (
+        "SEARCH technical_alarms USING INDEX ix_technical_alarms_cid (cid=?)")
+
+
 # -- incidents ---------------------------------------------------------------------------
 
 

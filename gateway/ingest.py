@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -25,7 +26,7 @@ import structlog
 from core.clock import Clock
 from core.db import Database, Lane
 from core.errors import LinkDown
-from core.inbox import DEFAULT_RESEND_WINDOW, Incoming, Stored, append_events
+from core.inbox import DEFAULT_RESEND_WINDOW, URGENT_KINDS, Incoming, Stored, append_events
 from core.logs import Throttle
 from devices.codecs import SCAIP, Codec
 from devices.errors import ContentError, FrameError
@@ -89,7 +90,14 @@ class Ingest:
         self.max_batch = max_batch
         self.on_committed = on_committed
         self.link: MqttLink | None = None
-        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        # Help-call events (a press, check-in/out, a cancel) wait in their own queue and
+        # are committed before anything else: in a power cut thousands of mains-lost
+        # frames arrive at once, and a press must not queue behind them.
+        self._urgent: deque[_Pending] = deque()
+        self._rest: deque[_Pending] = deque()
+        self._arrived = asyncio.Event()
+        self._idle = asyncio.Event()  # nothing queued and nothing being committed
+        self._idle.set()
         self._in_flight = 0
         # One line per interval during an outage, with a count, not one per frame.
         self._store_failures = Throttle()
@@ -153,21 +161,32 @@ class Ingest:
             self._answer(reply, self._ok(codec, event, now), event.cid, event.ref,
                          started=None)
             return
-        self._queue.put_nowait(_Pending(Incoming(event, frame, now), started, codec, reply))
+        pending = _Pending(Incoming(event, frame, now), started, codec, reply)
+        (self._urgent if event.kind in URGENT_KINDS else self._rest).append(pending)
+        self._idle.clear()
+        self._arrived.set()
 
     @property
     def in_hand(self) -> int:
         """Frames taken from the broker and not yet answered (or given up on)."""
-        return self._queue.qsize() + self._in_flight
+        return len(self._urgent) + len(self._rest) + self._in_flight
 
     # -- the writer ---------------------------------------------------------------------
+
+    def _next_batch(self) -> list[_Pending]:
+        """Help calls alone if any wait (a small commit, answered soonest), else the rest."""
+        queue = self._urgent or self._rest
+        return [queue.popleft() for _ in range(min(len(queue), self.max_batch))]
 
     async def run(self) -> None:
         """Commit queued events in batches and answer them, forever."""
         while True:
-            batch = [await self._queue.get()]
-            while len(batch) < self.max_batch and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
+            if not self._urgent and not self._rest:
+                self._idle.set()
+                self._arrived.clear()
+                await self._arrived.wait()
+                continue
+            batch = self._next_batch()
             self._in_flight = len(batch)
             try:
                 committed = await self._commit(batch)
@@ -178,8 +197,6 @@ class Ingest:
                         committed += await self._commit([pending])
             finally:
                 self._in_flight = 0
-                for _ in batch:
-                    self._queue.task_done()
             if not committed:
                 await asyncio.sleep(0.5)  # the database is down: devices resend meanwhile
 
@@ -190,9 +207,9 @@ class Ingest:
         handed us is answered now instead of waiting for a resend.
         """
         try:
-            await asyncio.wait_for(self._queue.join(), timeout_s)
+            await asyncio.wait_for(self._idle.wait(), timeout_s)
         except TimeoutError:
-            log.warning("gateway_drain_incomplete", left=self._queue.qsize())
+            log.warning("gateway_drain_incomplete", left=self.in_hand)
             return False
         return True
 

@@ -39,7 +39,15 @@ from typing import Any
 
 from bench import gateway as gw
 from bench import hbload
-from bench.heartbeats import LAST_SEEN_FLUSH_S, Db, _api_check, _log_levels, _ms, _rss_kb
+from bench.heartbeats import (
+    LAST_SEEN_FLUSH_S,
+    Db,
+    _api_check,
+    _log_levels,
+    _ms,
+    _rss_kb,
+    print_table,
+)
 from bench.ingest import (
     PY_SPY_RATE,
     _child_pid,
@@ -766,14 +774,7 @@ def print_summary(runs: list[Run]) -> None:
     row("CPU gateway / dispatch / others",
         [f"{r.cpu.get('gateway', 0):.0f} / {r.cpu.get('dispatch', 0):.0f} / "
          f"{r.cpu.get('others', 0):.0f} %" for r in runs])
-    w = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    line = "+-" + "-+-".join("-" * x for x in w) + "-+"
-    print("\n" + line)
-    for i, r in enumerate(rows):
-        print("| " + " | ".join(c.ljust(w[k]) for k, c in enumerate(r)) + " |")
-        if i == 0:
-            print(line)
-    print(line)
+    print_table(rows)
 
 
 def _p(values: list[float]) -> str:

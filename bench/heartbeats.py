@@ -474,6 +474,11 @@ def print_summary(runs: list[Run]) -> None:
     row("CPU gateway / dispatch / others",
         [f"{r.cpu.get('gateway', 0):.0f} / {r.cpu.get('dispatch', 0):.0f} / "
          f"{r.cpu.get('others', 0):.0f} %" for r in runs])
+    print_table(rows)
+
+
+def print_table(rows: list[list[str]]) -> None:
+    """A plain-text table, the first row its header."""
     w = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     line = "+-" + "-+-".join("-" * x for x in w) + "-+"
     print("\n" + line)

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, expect
 
 from core.clock import FakeClock
 from simulator import DeviceLink
@@ -21,7 +21,6 @@ from tests.brokers import Broker
 from tests.e2e.test_dashboard import (
     ARTIFACTS,
     CHROMIUM,
-    CHROMIUM_ARGS,
     UI_TIMEOUT_MS,
     row,
     sign_in,
@@ -61,21 +60,6 @@ async def service(broker: Broker, tmp_path_factory: pytest.TempPathFactory,
 @pytest.fixture(scope="module")
 def token(service: Service) -> str:
     return make_token(service, "Berit Operatör")
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def link(service: Service, broker: Broker) -> AsyncIterator[DeviceLink]:
-    async with DeviceLink(broker.host, broker.port,
-                          root=service.settings.mqtt_topic_root) as device_link:
-        yield device_link
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def browser(service: Service) -> AsyncIterator[Browser]:
-    async with async_playwright() as p:
-        chromium = await p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        await chromium.close()
 
 
 @pytest_asyncio.fixture(loop_scope="module")

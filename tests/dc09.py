@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
 from prometheus_client import REGISTRY
@@ -12,6 +12,7 @@ from sqlalchemy import select
 from core.db import Database
 from core.inbox import DeviceEventRow
 from devices import dc09
+from gateway.ingest import Ingest
 
 T0 = datetime(2026, 1, 15, 9, 0, tzinfo=UTC)
 ACCOUNT = "1234"
@@ -40,3 +41,11 @@ async def eventually(check: Callable[[], bool], timeout_s: float = 5.0) -> None:
             return
         await asyncio.sleep(0.01)
     raise AssertionError(f"not so after {timeout_s} s")
+
+
+
+async def running(ingest: Ingest) -> AsyncIterator[Ingest]:
+    task = asyncio.create_task(ingest.run(), name="test.ingest")
+    yield ingest
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)

@@ -7,15 +7,19 @@ template file, and each test gets its own copy of that file in its tmp_path.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
+from core.clock import FakeClock
 from core.db import Database
 from core.settings import SHIPPED_CONFIG
+from devices.codecs import CODECS, Codec
 from dispatch.config import load_config
 from dispatch.registry import import_config
+from gateway.ingest import Ingest
+from tests.dc09 import running
 from trygg.migrations import upgrade
 
 
@@ -54,3 +58,18 @@ def empty_db(_templates: dict[str, Path], tmp_path: Path) -> Iterator[Database]:
 def db(_templates: dict[str, Path], tmp_path: Path) -> Iterator[Database]:
     """A migrated database holding the shipped configuration's registry."""
     yield from _copy(_templates["shipped"], tmp_path)
+
+
+# The DC-09 transport tests: the codec, and the real Ingest running on an empty
+# migrated SQLite file with the test module's `clock`.
+
+
+@pytest.fixture
+def codec() -> Codec:
+    return CODECS["dc09"]
+
+
+@pytest.fixture
+async def ingest(empty_db: Database, clock: FakeClock) -> AsyncIterator[Ingest]:
+    async for running_ingest in running(Ingest(empty_db, clock)):
+        yield running_ingest

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import socket
 import struct
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -15,12 +14,12 @@ from sqlalchemy.exc import OperationalError
 from core.clock import FakeClock
 from core.db import Database, Lane
 from devices import dc09
-from devices.codecs import CODECS, Codec
+from devices.codecs import Codec
 from gateway.dc09_framing import Framer, OnFrame, Reply
 from gateway.dc09_tcp import Dc09TcpListener
 from gateway.errors import LineDown
 from gateway.ingest import Ingest
-from tests.dc09 import ACCOUNT, T0, eventually, medical, sample, stored
+from tests.dc09 import ACCOUNT, T0, eventually, medical, running, sample, stored
 
 
 class Panel:
@@ -76,24 +75,6 @@ class Panel:
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock(T0)
-
-
-@pytest.fixture
-def codec() -> Codec:
-    return CODECS["dc09"]
-
-
-async def running(ingest: Ingest) -> AsyncIterator[Ingest]:
-    task = asyncio.create_task(ingest.run(), name="test.ingest")
-    yield ingest
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
-
-
-@pytest.fixture
-async def ingest(empty_db: Database, clock: FakeClock) -> AsyncIterator[Ingest]:
-    async for running_ingest in running(Ingest(empty_db, clock)):
-        yield running_ingest
 
 
 def into(ingest: Ingest, codec: Codec) -> OnFrame:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import termios
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +20,12 @@ from sqlalchemy.exc import OperationalError
 from core.clock import FakeClock
 from core.db import Database, Lane
 from devices import dc09
-from devices.codecs import CODECS, Codec
+from devices.codecs import Codec
 from gateway.dc09_framing import Reply
 from gateway.errors import LineConfigError, LineDown
 from gateway.ingest import Ingest
 from gateway.serial_line import LineSettings, LineState, SerialLine, line_settings
-from tests.dc09 import ACCOUNT, T0, eventually, medical, sample, stored
+from tests.dc09 import ACCOUNT, T0, eventually, medical, running, sample, stored
 from tests.ptys import Pty
 
 
@@ -39,24 +39,6 @@ def pty(tmp_path: Path) -> Iterator[Pty]:
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock(T0)
-
-
-@pytest.fixture
-def codec() -> Codec:
-    return CODECS["dc09"]
-
-
-async def running(ingest: Ingest) -> AsyncIterator[Ingest]:
-    task = asyncio.create_task(ingest.run(), name="test.ingest")
-    yield ingest
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
-
-
-@pytest.fixture
-async def ingest(empty_db: Database, clock: FakeClock) -> AsyncIterator[Ingest]:
-    async for running_ingest in running(Ingest(empty_db, clock)):
-        yield running_ingest
 
 
 class UnreachableDatabase(Database):

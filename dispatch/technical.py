@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import Select, func, select, update
+from sqlalchemy import Select, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -291,11 +291,3 @@ def _shrink(session: Session, incident_id: int, at: datetime, change: HealthChan
                                          incident.area_code))
     if incident.id not in change.incident_ids:
         change.incident_ids.append(incident.id)
-
-
-def open_count(session: Session) -> dict[str, int]:
-    """Open technical alarms by kind (a gauge)."""
-    return dict(session.execute(
-        select(TechnicalAlarm.kind, func.count()).where(
-            TechnicalAlarm.state == TechnicalState.OPEN).group_by(TechnicalAlarm.kind)).all())
-

@@ -10,7 +10,6 @@ only once its subscriptions are confirmed.
 from __future__ import annotations
 
 import asyncio
-import random
 import socket
 from collections.abc import Callable, Iterator, Sequence
 from enum import StrEnum
@@ -19,6 +18,7 @@ import aiomqtt
 import paho.mqtt.client as mqtt
 import structlog
 
+from gateway.backoff import backoff
 from gateway.errors import GatewayUnavailable
 from gateway.metrics import MQTT_CONNECTED, MQTT_RECONNECTS
 
@@ -91,11 +91,7 @@ class MqttLink:
 
     def backoff(self) -> Iterator[float]:
         """The waits between reconnect attempts: doubling, jittered, never over the cap."""
-        delay = self.backoff_initial_s
-        while True:
-            jittered = delay * (0.5 + random.random())  # noqa: S311 (jitter, not crypto)
-            yield min(jittered, self.backoff_max_s)
-            delay = min(delay * 2, self.backoff_max_s)
+        return backoff(self.backoff_initial_s, self.backoff_max_s)
 
     async def run(self) -> None:
         """Connect, subscribe, deliver; on any loss wait and do it again. Never returns."""

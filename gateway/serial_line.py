@@ -23,10 +23,9 @@ import asyncio
 import contextlib
 import errno
 import os
-import random
 import re
 import termios
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -35,6 +34,7 @@ import serial
 import structlog
 
 from core.logs import Throttle
+from gateway.backoff import backoff
 from gateway.dc09_framing import DEFAULT_MAX_FRAME, Framer, OnFrame
 from gateway.errors import LineConfigError, LineDown
 from gateway.serial_metrics import (
@@ -159,15 +159,6 @@ class LineState(StrEnum):
     STARTING = "starting"
     OPEN = "open"
     DOWN = "down"
-
-
-def backoff(initial_s: float, max_s: float) -> Iterator[float]:
-    """The waits between reopen attempts: doubling, jittered, never over the cap."""
-    delay = initial_s
-    while True:
-        jittered = delay * (0.5 + random.random())  # noqa: S311 (jitter, not crypto)
-        yield min(jittered, max_s)
-        delay = min(delay * 2, max_s)
 
 
 class _Opening:

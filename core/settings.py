@@ -16,14 +16,15 @@ DEFAULT_DATABASE_URL = f"sqlite:///{ROOT / 'var' / 'trygg.db'}"
 
 
 class MqttTarget:
-    """host and port parsed from an mqtt://host:port URL."""
+    """host and port parsed from an mqtt://host:port URL; mqtts:// is the same over TLS."""
 
     def __init__(self, url: str) -> None:
         parsed = urlparse(url)
-        if parsed.scheme not in ("mqtt", "tcp") or not parsed.hostname:
-            raise ValueError(f"not an mqtt://host:port URL: {url!r}")
+        if parsed.scheme not in ("mqtt", "tcp", "mqtts", "ssl") or not parsed.hostname:
+            raise ValueError(f"not an mqtt://host:port or mqtts://host:port URL: {url!r}")
         self.host: str = parsed.hostname
-        self.port: int = parsed.port or 1883
+        self.tls: bool = parsed.scheme in ("mqtts", "ssl")
+        self.port: int = parsed.port or (8883 if self.tls else 1883)
         self.username = parsed.username
         self.password = parsed.password
 
@@ -76,6 +77,31 @@ class Settings(BaseSettings):
     dc09_time_future_s: float = Field(default=20.0, gt=0)
     # One line per account: `ACCOUNT HEXKEY` (AES-128/192/256), for encrypted DC-09.
     dc09_keys_file: Path | None = None
+    # Trygg's own MQTT client over TLS (an mqtts:// TRYGG_MQTT_URL): the CA that signed the
+    # broker's certificate (default: the system's), and a client certificate if the broker
+    # asks for one.
+    mqtt_ca_file: Path | None = None
+    mqtt_cert_file: Path | None = None
+    mqtt_key_file: Path | None = None
+    # `trygg broker sync`: where Mosquitto reads its accounts and ACL, how it is told to
+    # reload them (the pid file of a running mosquitto gets SIGHUP), and the secret the
+    # devices' and teams' broker passwords are derived from.
+    broker_password_file: Path | None = None
+    broker_acl_file: Path | None = None
+    broker_pid_file: Path | None = None
+    broker_secret_file: Path | None = None
+    # Sign-in: a session ends a shift's length after it began, or after this long without
+    # a request (an open dashboard's live stream counts: only a closed one goes idle).
+    session_max_s: float = Field(default=12 * 3600.0, gt=0)
+    session_idle_s: float = Field(default=1800.0, gt=0)
+    # So many failed sign-ins for one user, or from one address, within the window lock
+    # further attempts (the right password included) until the window has passed.
+    sign_in_max_failures: int = Field(default=5, ge=1)
+    sign_in_window_s: float = Field(default=900.0, gt=0)
+    # Mark the session cookie Secure (sent over HTTPS only): on behind a TLS proxy.
+    cookie_secure: bool = False
+    # Request bodies larger than this are refused (413) before they are read.
+    max_request_bytes: int = Field(default=1_000_000, ge=1024)
 
     @field_validator("mqtt_url")
     @classmethod

@@ -181,9 +181,10 @@ class Service:
             checks["dispatch_leader"] = lambda: self.leader.is_leader
             self.app = create_app(AppState(
                 db=self.db, clock=self.clock, rules=self.rules, live=self.live,
-                dispatcher=self.dispatcher, readiness=checks, supervision=self.supervision))
+                dispatcher=self.dispatcher, readiness=checks, supervision=self.supervision,
+                settings=settings))
         else:
-            self.app = create_ops_app(OpsState(db=self.db, readiness=checks))
+            self.app = create_ops_app(OpsState(db=self.db, readiness=checks, settings=settings))
         self.server = _Server(uvicorn.Config(
             self.app, host=settings.http_host, port=settings.http_port,
             log_config=None, access_log=False, lifespan="off"))

@@ -11,6 +11,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from core.clock import Clock
 from core.db import Database
+from core.settings import Settings
 from dispatch.live import LiveFeed
 from dispatch.services import DispatchRules
 from dispatch.supervision import SupervisionRule
@@ -23,6 +24,7 @@ class OpsState:
     """What the operations routes need; all a gateway-only process serves."""
 
     db: Database
+    settings: Settings = field(default_factory=Settings)
     # name -> "is it ready?", e.g. the MQTT link; /readyz reports each one
     readiness: dict[str, Callable[[], bool]] = field(default_factory=dict)
 

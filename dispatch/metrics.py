@@ -45,6 +45,11 @@ TECHNICAL_OPENED = Counter("trygg_technical_alarms_opened_total",
 TECHNICAL_CLEARED = Counter("trygg_technical_alarms_cleared_total",
                             "Technical alarms cleared, by the device or by hand, by kind",
                             ["kind"])
+SIGN_INS = Counter("trygg_sign_ins_total",
+                   "Sign-in attempts by outcome (ok, wrong, unknown_user, disabled, locked)",
+                   ["outcome"])
+REVEALS = Counter("trygg_identity_reveals_total",
+                  "Protected identities shown in clear on an alarm, by an operator")
 TRANSITIONS = Counter("trygg_alarm_transitions_total", "Operator actions on alarms",
                       ["action"])
 

@@ -335,9 +335,72 @@ class Incident(Base):
 
 
 class User(Base):
+    """A person (or a script) who signs in: one role; a responder also has a team."""
+
     __tablename__ = "users"
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
-    role: Mapped[str] = mapped_column(String(16))  # "operator" | "admin"
+    role: Mapped[str] = mapped_column(String(16))  # see dispatch.api.roles.ROLES
+    # A responder sees their team's alarms only (the code, not a key: teams come and go
+    # in the registry; a responder of a team that is gone sees nothing).
+    team_code: Mapped[str | None] = mapped_column(String(64))
+    password_hash: Mapped[str | None] = mapped_column(String(200))  # argon2; None: no sign-in
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    credentials: Mapped[list[Credential]] = relationship(
+        back_populates="user", order_by="Credential.id", cascade="all, delete-orphan")
+
+
+class Credential(Base):
+    """A bearer secret that signs a user in, stored as its SHA-256 digest only: a session
+    from a sign-in (expires after a shift, or when idle) or an API token for a script
+    (lives until revoked)."""
+
+    __tablename__ = "credentials"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(8))  # "session" | "token"
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    user: Mapped[User] = relationship(back_populates="credentials")
+
+
+class SignInFailure(Base):
+    """A failed sign-in, counted per user and per address to lock out password guessing.
+
+    The name typed is kept only as a digest: people type their password into the name
+    field now and then."""
+
+    __tablename__ = "sign_in_failures"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name_digest: Mapped[str] = mapped_column(String(64))
+    address: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        Index("ix_sign_in_failures_name", "name_digest", "at"),
+        Index("ix_sign_in_failures_address", "address", "at"),
+    )
+
+
+class AuditEntry(Base):
+    """Who viewed or changed what, when: append-only (the database refuses an UPDATE or a
+    DELETE, see migration 0004). Ids and actions only, never the personal data itself."""
+
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    user_id: Mapped[int | None] = mapped_column(Integer)  # no key: users may be removed
+    actor: Mapped[str] = mapped_column(String(100))  # the account name, or "cli" / "system"
+    role: Mapped[str | None] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(48), index=True)
+    subject_type: Mapped[str | None] = mapped_column(String(32))
+    subject_id: Mapped[str | None] = mapped_column(String(64))
+    address: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+    __table_args__ = (Index("ix_audit_log_subject", "subject_type", "subject_id", "at"),
+                      Index("ix_audit_log_actor", "actor", "at"))

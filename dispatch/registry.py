@@ -173,3 +173,31 @@ class SqlTeamDirectory:
                 .order_by(Team.code)
             )
         return self._first(query)
+
+
+def _columns(row: Any) -> dict[str, Any]:
+    return {c.key: getattr(row, c.key) for c in row.__table__.columns if c.key != "id"}
+
+
+def snapshot(session: Session, config: MunicipalityConfig) -> dict[str, dict[str, Any]]:
+    """The records a registry document names, as they are now ("kind:code" -> columns),
+    for the audit log's before and after. A record not there yet is absent."""
+    wanted: dict[type[Any], tuple[Any, set[str]]] = {
+        Area: (Area.code, {a.code for a in config.areas}),
+        Provider: (Provider.code, {p.code for p in config.providers}),
+        Team: (Team.code, {t.code for p in config.providers for t in p.teams}),
+        Customer: (Customer.code, {c.code for c in config.customers}),
+        Site: (Site.code, {s.code for c in config.customers for s in c.sites}),
+        Device: (Device.cid, {d.cid for c in config.customers for s in c.sites
+                              for d in s.devices}),
+    }
+    found: dict[str, dict[str, Any]] = {}
+    for model, (key, codes) in wanted.items():
+        if not codes:
+            continue
+        for row in session.execute(select(model).where(key.in_(codes))).scalars():
+            values = _columns(row)
+            if model is Team:
+                values["call_order"] = [(m.name, m.phone) for m in row.members]
+            found[f"{model.__tablename__}:{getattr(row, key.key)}"] = values
+    return found

@@ -1,7 +1,8 @@
 """How an alarm looks from outside: the API's and dashboard's JSON, masked by role.
 
-Customers with protected identity (skyddade personuppgifter) show no name, personal
-number or address to anyone but an admin.
+Customers with protected identity (skyddade personuppgifter) show no name, address or
+door name to anyone, admins included: an operator handling an open alarm of theirs sees
+them only through the audited reveal (`POST /api/alarms/{id}/reveal`, `revealed`).
 """
 
 from __future__ import annotations
@@ -80,9 +81,11 @@ def alarm_view(alarm: Alarm, reminder_after: timedelta, *,
     return view
 
 
-def masked(view: dict[str, Any], role: str) -> dict[str, Any]:
+def masked(view: dict[str, Any]) -> dict[str, Any]:
+    """The view as everyone sees it: a protected identity's name, address and door name
+    masked, whatever the role."""
     customer = view.get("customer")
-    if role == "admin" or not customer or not customer["protected_identity"]:
+    if not customer or not customer["protected_identity"]:
         return view
     out = dict(view)
     out["customer"] = {**customer, "name": MASK}
@@ -90,6 +93,14 @@ def masked(view: dict[str, Any], role: str) -> dict[str, Any]:
         out["site"] = {**view["site"], "address": MASK, "postal_code": None,
                        "door_name": None}
     return out
+
+
+def revealed(view: dict[str, Any]) -> dict[str, Any]:
+    """Only what a reveal shows: the protected fields in clear, nothing else."""
+    customer, site = view.get("customer") or {}, view.get("site") or {}
+    return {"customer": {"code": customer.get("code"), "name": customer.get("name")},
+            "site": {"code": site.get("code"), "address": site.get("address"),
+                     "postal_code": site.get("postal_code"), "door_name": site.get("door_name")}}
 
 
 def urgency_key(view: dict[str, Any]) -> tuple[int, int, str, int, int]:

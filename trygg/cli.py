@@ -6,25 +6,29 @@ import argparse
 import asyncio
 import contextlib
 import errno
+import getpass
 import json
 import random
+import secrets
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import structlog
+from sqlalchemy.orm import Session
 
 from core.clock import SystemClock
 from core.db import Database
 from core.errors import TryggError
 from core.logs import configure_logging
 from core.settings import SHIPPED_CONFIG, Settings
+from dispatch import audit, users
 from dispatch.config import MunicipalityConfig, load_config
 from dispatch.registry import import_config
-from dispatch.users import ROLES, add_user, rotate_token
 from trygg.migrations import upgrade
 from trygg.runtime import Role, Service
 from trygg.supervise import GatewayProcess, stop_when_orphaned
@@ -123,13 +127,102 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_user_add(settings: Settings, args: argparse.Namespace) -> int:
+def _cli_actor() -> audit.System:
+    """Who made a change from the command line: the server account that ran it."""
+    try:
+        who = getpass.getuser()
+    except (KeyError, OSError):
+        who = "unknown"
+    return audit.System(f"cli:{who}")
+
+
+def _read_password(args: argparse.Namespace) -> str | None:
+    if not getattr(args, "password_stdin", False):
+        return None
+    # One line: `echo "$PW" | trygg user add ...` and a typed line alike.
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+def _user_change(settings: Settings, name: str, action: str,
+                 change: Callable[[Session, datetime], Any]) -> Any:
+    """Apply one change to a user and record it (before, after) in the audit log."""
     db = _open_db(settings)
     now = SystemClock().now()
-    token = db.transaction(lambda s: add_user(s, args.name, args.role, now))
-    db.close()
-    print(f"user {args.name} ({args.role}) added; the token is shown only once:")
+
+    def run(s: Session) -> Any:
+        before = None if action == "user.create" else users.view_of(
+            s, users.get_user(s, name), now).audit()
+        result = change(s, now)
+        s.flush()
+        user = users.get_user(s, name)
+        s.refresh(user)
+        audit.record(s, _cli_actor(), action, now, subject=("user", user.id), detail={
+            "changes": audit.changes(before, users.view_of(s, user, now).audit())})
+        return result
+
+    try:
+        return db.transaction(run)
+    finally:
+        db.close()
+
+
+def cmd_user_add(settings: Settings, args: argparse.Namespace) -> int:
+    password = _read_password(args)
+    hashed = None if password is None else users.hash_password(password)
+    token = _user_change(settings, args.name, "user.create", lambda s, now: users.add_user(
+        s, args.name, args.role, now, team=args.team, password_hash=hashed))
+    team = f", team {args.team}" if args.team else ""
+    print(f"user {args.name} ({args.role}{team}) added; the API token is shown only once:")
     print(token)
+    return 0
+
+
+def cmd_user_list(settings: Settings, args: argparse.Namespace) -> int:
+    db = _open_db(settings)
+    now = SystemClock().now()
+    rows = db.transaction(lambda s: users.list_users(s, now))
+    db.close()
+    print(f"{'name':<24} {'role':<14} {'team':<12} {'state':<9} password tokens sessions")
+    for u in rows:
+        print(f"{u.name:<24} {u.role:<14} {u.team or '-':<12} "
+              f"{'enabled' if u.enabled else 'disabled':<9} {'yes' if u.has_password else 'no':<8} "
+              f"{u.tokens:<6} {u.sessions}")
+    return 0
+
+
+def cmd_user_enable(settings: Settings, args: argparse.Namespace) -> int:
+    enabled = args.user_command == "enable"
+    _user_change(settings, args.name, f"user.{args.user_command}",
+                 lambda s, now: users.set_enabled(s, args.name, enabled, now))
+    print(f"user {args.name} {'enabled' if enabled else 'disabled; its sessions and tokens ended'}")
+    return 0
+
+
+def cmd_user_set_role(settings: Settings, args: argparse.Namespace) -> int:
+    _user_change(settings, args.name, "user.set_role", lambda s, now: users.set_role(
+        s, args.name, args.role, now, team=args.team))
+    print(f"user {args.name} is now {args.role}" + (f" of team {args.team}" if args.team else ""))
+    return 0
+
+
+def cmd_user_reset_password(settings: Settings, args: argparse.Namespace) -> int:
+    password = _read_password(args)
+    generated = password is None
+    if password is None:
+        password = secrets.token_urlsafe(12)
+    hashed = users.hash_password(password)
+    _user_change(settings, args.name, "user.reset_password",
+                 lambda s, now: users.reset_password(s, args.name, hashed, now))
+    print(f"user {args.name} has a new password; their sessions ended")
+    if generated:
+        print(password)
+    return 0
+
+
+def cmd_user_revoke_tokens(settings: Settings, args: argparse.Namespace) -> int:
+    n = _user_change(settings, args.name, "user.revoke_tokens",
+                     lambda s, now: users.revoke_tokens(s, args.name, now))
+    print(f"user {args.name}: {n} sessions and tokens revoked")
     return 0
 
 
@@ -277,13 +370,27 @@ def log_if_failed(task: asyncio.Task[Any]) -> None:
         log.error("demo_traffic_failed", task=task.get_name(), error=repr(exc))
 
 
+DEMO_USERS = (("demo", "operator"), ("demo-admin", "admin"))
+
+
 def _print_demo_sign_in(service: Service) -> None:
-    """The demo operator gets a fresh token at every start, printed for the person at hand."""
+    """The demo's operator and admin get fresh passwords at every start, printed for the
+    person at hand (a demo database is not a production one)."""
     now = service.clock.now()
-    token = service.db.transaction(lambda s: rotate_token(s, "demo", "operator", now))
-    print(f"\n  Trygg dashboard: {service.http_url}/\n"
-          f"  Sign in as the demo operator with this token:\n\n    {token}\n",
-          file=sys.stderr, flush=True)
+    lines = []
+    for name, role in DEMO_USERS:
+        password = secrets.token_urlsafe(9)
+        hashed = users.hash_password(password)
+
+        def ensure(s: Session, name: str = name, role: str = role, hashed: str = hashed) -> None:
+            users.rotate_token(s, name, role, now)
+            users.reset_password(s, name, hashed, now)
+            users.set_enabled(s, name, True, now)
+
+        service.db.transaction(ensure)
+        lines.append(f"    {role:<9} name {name:<11} password {password}")
+    print(f"\n  Trygg dashboard: {service.http_url}/\n  Sign in with:\n\n"
+          + "\n".join(lines) + "\n", file=sys.stderr, flush=True)
 
 
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
@@ -316,10 +423,34 @@ def build_parser() -> argparse.ArgumentParser:
 
     user = sub.add_parser("user", help="manage users")
     user_sub = user.add_subparsers(dest="user_command", required=True)
-    add = user_sub.add_parser("add", help="add a user; prints its token as the last line")
+    add = user_sub.add_parser("add", help="add a user; prints its API token as the last line")
     add.add_argument("name")
-    add.add_argument("--role", choices=ROLES, default="operator")
+    add.add_argument("--role", choices=users.ROLES, default="operator")
+    add.add_argument("--team", help="a responder's team code (they see its alarms only)")
+    add.add_argument("--password-stdin", action="store_true",
+                     help="read a password for signing in from standard input (one line)")
     add.set_defaults(func=cmd_user_add)
+    user_sub.add_parser("list", help="list users, their roles and state").set_defaults(
+        func=cmd_user_list)
+    for verb, text in (("disable", "disable a user: their sessions and tokens end at once"),
+                       ("enable", "enable a disabled user again")):
+        p = user_sub.add_parser(verb, help=text)
+        p.add_argument("name")
+        p.set_defaults(func=cmd_user_enable)
+    role = user_sub.add_parser("set-role", help="give a user another role")
+    role.add_argument("name")
+    role.add_argument("role", choices=users.ROLES)
+    role.add_argument("--team", help="the team, for a responder")
+    role.set_defaults(func=cmd_user_set_role)
+    reset = user_sub.add_parser(
+        "reset-password", help="set a new password (printed if not read from stdin); "
+                               "the user's sessions end")
+    reset.add_argument("name")
+    reset.add_argument("--password-stdin", action="store_true")
+    reset.set_defaults(func=cmd_user_reset_password)
+    revoke = user_sub.add_parser("revoke-tokens", help="end every session and API token")
+    revoke.add_argument("name")
+    revoke.set_defaults(func=cmd_user_revoke_tokens)
 
     sim = sub.add_parser("simulate", help="run simulated base units over MQTT")
     _simulation_options(sim)

@@ -6,20 +6,33 @@ import re
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, HTTPException, Query, Request, status
 from pydantic import BaseModel, Field, StringConstraints
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from dispatch import services
-from dispatch.api.deps import Principal, StateDep, UserDep
+from dispatch import audit, services
+from dispatch.api.audit import note
+from dispatch.api.deps import AppState, StateDep, client_address, known_id
+from dispatch.api.roles import allow
 from dispatch.lifecycle import InvalidTransition, MissingReason
-from dispatch.metrics import TRANSITIONS
+from dispatch.metrics import REVEALS, TRANSITIONS
 from dispatch.models import OPEN_STATES, Alarm, AlarmState
 from dispatch.services import AlarmNotFound
-from dispatch.views import alarm_view, masked, urgency_key
+from dispatch.signin import Principal
+from dispatch.views import alarm_view, masked, revealed, urgency_key
 
 router = APIRouter(prefix="/api/alarms", tags=["alarms"])
+# Who sees the queue: the alarm centre, the responders (their own team's alarms only) and
+# the alarm manager, who follows answer and arrival times up.
+Reader = Annotated[Principal, allow("operator", "responder", "alarm_manager")]
+Operator = Annotated[Principal, allow("operator")]
+Answerer = Annotated[Principal, allow("operator", "responder")]
+
+
+def visible_to(alarm: Alarm, user: Principal) -> bool:
+    """A responder sees their own team's alarms and nothing else."""
+    return user.role != "responder" or (user.team is not None and alarm.team_code == user.team)
 
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
@@ -61,7 +74,7 @@ def _cursor_id(cursor: str) -> int:
 
 @router.get("")
 async def list_alarms(
-    state: StateDep, user: UserDep,
+    state: StateDep, user: Reader,
     scope: Literal["open", "active", "closed", "all"] = "active",
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description=(
         "page size of `closed` and `all`; the queue scopes are never cut short"))] = 200,
@@ -77,7 +90,6 @@ async def list_alarms(
     never shift a page: nothing is shown twice and nothing older is skipped.
     """
     after = state.rules.timers.reminder_after
-    role = user.role
     if scope in QUEUE_SCOPES:
         if cursor is not None:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
@@ -95,17 +107,19 @@ async def list_alarms(
         q = select(Alarm).options(selectinload(Alarm.site), selectinload(Alarm.customer))
         if states is not None:
             q = q.where(Alarm.state.in_(states))
+        if user.role == "responder":
+            q = q.where(Alarm.team_code == user.team)
         if size is None:
             views = sorted((alarm_view(a, after) for a in s.execute(q).scalars()),
                            key=urgency_key)
-            return [masked(v, role) for v in views], None
+            return [masked(v) for v in views], None
         if before is not None:
             q = q.where(Alarm.id < before)
         rows = list(s.execute(q.order_by(Alarm.id.desc()).limit(size + 1)).scalars())
         more = len(rows) > size
         rows = rows[:size]
         next_cursor = str(rows[-1].id) if more else None
-        return [masked(alarm_view(a, after), role) for a in rows], next_cursor
+        return [masked(alarm_view(a, after)) for a in rows], next_cursor
 
     alarms, next_cursor = await state.db.read(load)
     return {
@@ -117,22 +131,57 @@ async def list_alarms(
     }
 
 
-@router.get("/{alarm_id}")
-async def get_alarm(alarm_id: int, state: StateDep, user: UserDep) -> dict[str, Any]:
+async def _view(state: AppState, user: Principal, alarm_id: int) -> dict[str, Any]:
+    """One alarm with its trail, unmasked: for the route to mask or reveal."""
+    known_id(alarm_id, "alarm")
+
     def load(s: Session) -> dict[str, Any] | None:
         alarm = s.get(Alarm, alarm_id)
-        if alarm is None:
+        if alarm is None or not visible_to(alarm, user):
             return None
         return alarm_view(alarm, state.rules.timers.reminder_after, with_log=True)
 
     view = await state.db.read(load)
     if view is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no alarm {alarm_id}")
-    return masked(view, user.role)
+    return view
 
 
-async def _act(state: Any, user: Principal, alarm_id: int, action: str,
+@router.get("/{alarm_id}")
+async def get_alarm(alarm_id: int, request: Request, state: StateDep,
+                    user: Reader) -> dict[str, Any]:
+    """One alarm with its trail; the view is in the audit log."""
+    view = await _view(state, user, alarm_id)
+    await note(state, user, "alarm.view", subject=("alarm", alarm_id), request=request)
+    return masked(view)
+
+
+@router.post("/{alarm_id}/reveal")
+async def reveal(alarm_id: int, request: Request, state: StateDep,
+                 user: Operator) -> dict[str, Any]:
+    """Show a protected identity's name, address and door name in clear, to the operator
+    handling this open alarm; who, when and which alarm go into the audit log."""
+    view = await _view(state, user, alarm_id)
+    customer = view["customer"]
+    if customer is None or not customer["protected_identity"]:
+        raise HTTPException(status.HTTP_409_CONFLICT,
+                            f"alarm {alarm_id}'s customer has no protected identity: "
+                            "everything is shown already")
+    if view["state"] not in OPEN_STATES:
+        raise HTTPException(status.HTTP_409_CONFLICT,
+                            f"alarm {alarm_id} is {view['state']}: a protected identity is "
+                            "revealed only while the alarm is open")
+    now = state.clock.now()
+    await state.db.write(lambda s: audit.record(
+        s, user, "alarm.reveal", now, subject=("alarm", alarm_id),
+        address=client_address(request), detail={"customer": customer["code"]}))
+    REVEALS.inc()
+    return {"alarm_id": alarm_id, "revealed_at": now.isoformat(), **revealed(view)}
+
+
+async def _act(state: AppState, user: Principal, alarm_id: int, action: str,
                fn: Callable[[Session], Alarm]) -> dict[str, Any]:
+    await _view(state, user, alarm_id)  # a responder acts on their own team's alarms only
     try:
         await state.db.write(fn)
     except AlarmNotFound as exc:
@@ -143,11 +192,11 @@ async def _act(state: Any, user: Principal, alarm_id: int, action: str,
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
     TRANSITIONS.labels(action).inc()
     await state.dispatcher.changed([alarm_id])
-    return await get_alarm(alarm_id, state, user)
+    return masked(await _view(state, user, alarm_id))
 
 
 @router.post("/{alarm_id}/call-out")
-async def call_out(alarm_id: int, state: StateDep, user: UserDep) -> dict[str, Any]:
+async def call_out(alarm_id: int, state: StateDep, user: Operator) -> dict[str, Any]:
     """Call out the responsible team (again): the next in the call order."""
     now = state.clock.now()
     return await _act(state, user, alarm_id, "call_out",
@@ -155,7 +204,7 @@ async def call_out(alarm_id: int, state: StateDep, user: UserDep) -> dict[str, A
 
 
 @router.post("/{alarm_id}/accept")
-async def accept(alarm_id: int, body: AcceptIn, state: StateDep, user: UserDep) -> dict[str, Any]:
+async def accept(alarm_id: int, body: AcceptIn, state: StateDep, user: Answerer) -> dict[str, Any]:
     """Record who answered the call-out."""
     now = state.clock.now()
     return await _act(state, user, alarm_id, "accept", lambda s: services.accept(
@@ -163,7 +212,7 @@ async def accept(alarm_id: int, body: AcceptIn, state: StateDep, user: UserDep) 
 
 
 @router.post("/{alarm_id}/close")
-async def close(alarm_id: int, state: StateDep, user: UserDep) -> dict[str, Any]:
+async def close(alarm_id: int, state: StateDep, user: Operator) -> dict[str, Any]:
     """Close an alarm whose visit is completed (checked out on the unit)."""
     now = state.clock.now()
     return await _act(state, user, alarm_id, "close",
@@ -172,7 +221,7 @@ async def close(alarm_id: int, state: StateDep, user: UserDep) -> dict[str, Any]
 
 @router.post("/{alarm_id}/phone-kvittering")
 async def phone_kvittering(alarm_id: int, body: PhoneKvitteringIn, state: StateDep,
-                           user: UserDep) -> dict[str, Any]:
+                           user: Operator) -> dict[str, Any]:
     """Close by kvittering over the phone; the reason is kept in the audit trail."""
     now = state.clock.now()
     return await _act(state, user, alarm_id, "phone_kvittering", lambda s: services.close_by_phone(

@@ -10,8 +10,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from dispatch.api.deps import OpsStateDep
+from dispatch.api.roles import public
 
-router = APIRouter(tags=["operations"])
+# Probes and the metrics scrape come from the host's own tooling, without a user.
+router = APIRouter(tags=["operations"], dependencies=[public()])
 
 
 @router.get("/healthz")

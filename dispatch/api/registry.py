@@ -6,25 +6,38 @@ Edits take the same document shape as the configuration file, so "import a file"
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, HTTPException, Request, status
 from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from dispatch.api.deps import AdminDep, StateDep, UserDep
+from dispatch import audit
+from dispatch.api.audit import note
+from dispatch.api.deps import StateDep, client_address
+from dispatch.api.roles import allow
 from dispatch.config import CallOrderEntry, ConfigError, MunicipalityConfig
 from dispatch.models import Area, Customer, Device, Provider, Site, Team, TeamMember
-from dispatch.registry import import_config
+from dispatch.registry import import_config, snapshot
+from dispatch.signin import Principal
+from dispatch.users import ROLES
 from dispatch.views import MASK
 
 router = APIRouter(prefix="/api", tags=["registry"])
+Anyone = Annotated[Principal, allow(*ROLES)]
+# Customers and their devices: the alarm centre, the install team, the alarm manager and
+# the admin who keeps the registry; every such view is in the audit log.
+CustomerReader = Annotated[Principal, allow("operator", "tfh", "alarm_manager", "admin")]
+TeamReader = Annotated[Principal, allow("operator", "alarm_manager", "admin")]
+Admin = Annotated[Principal, allow("admin")]
+CallOrderEditor = Annotated[Principal, allow("alarm_manager", "admin")]
 
 
-def _customer(c: Customer, role: str) -> dict[str, Any]:
-    hide = c.protected_identity and role != "admin"
+def _customer(c: Customer) -> dict[str, Any]:
+    # Masked for every role: a protected identity is revealed only on an open alarm.
+    hide = c.protected_identity
     return {
         "code": c.code,
         "name": MASK if hide else c.name,
@@ -40,18 +53,39 @@ def _customer(c: Customer, role: str) -> dict[str, Any]:
     }
 
 
+def _customers_query() -> Any:
+    return select(Customer).options(selectinload(Customer.sites).selectinload(Site.devices),
+                                    selectinload(Customer.day_provider))
+
+
 @router.get("/customers")
-async def list_customers(state: StateDep, user: UserDep) -> list[dict[str, Any]]:
+async def list_customers(request: Request, state: StateDep,
+                         user: CustomerReader) -> list[dict[str, Any]]:
     def load(s: Session) -> list[dict[str, Any]]:
-        q = select(Customer).options(
-            selectinload(Customer.sites).selectinload(Site.devices),
-            selectinload(Customer.day_provider)).order_by(Customer.code)
-        return [_customer(c, user.role) for c in s.execute(q).scalars()]
-    return await state.db.read(load)
+        return [_customer(c) for c in s.execute(
+            _customers_query().order_by(Customer.code)).scalars()]
+    customers = await state.db.read(load)
+    await note(state, user, "customer.list", request=request,
+               detail={"count": len(customers)})
+    return customers
+
+
+@router.get("/customers/{code}")
+async def get_customer(code: str, request: Request, state: StateDep,
+                       user: CustomerReader) -> dict[str, Any]:
+    """One customer's record; the view is in the audit log."""
+    def load(s: Session) -> dict[str, Any] | None:
+        c = s.execute(_customers_query().where(Customer.code == code)).scalar_one_or_none()
+        return None if c is None else _customer(c)
+    customer = await state.db.read(load)
+    if customer is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no customer {code}")
+    await note(state, user, "customer.view", subject=("customer", code), request=request)
+    return customer
 
 
 @router.get("/teams")
-async def list_teams(state: StateDep, user: UserDep) -> list[dict[str, Any]]:
+async def list_teams(state: StateDep, user: TeamReader) -> list[dict[str, Any]]:
     def load(s: Session) -> list[dict[str, Any]]:
         q = select(Team).options(selectinload(Team.members), selectinload(Team.provider))
         return [{
@@ -64,14 +98,14 @@ async def list_teams(state: StateDep, user: UserDep) -> list[dict[str, Any]]:
 
 
 @router.get("/areas")
-async def list_areas(state: StateDep, user: UserDep) -> list[dict[str, str]]:
+async def list_areas(state: StateDep, user: Anyone) -> list[dict[str, str]]:
     return await state.db.read(lambda s: [
         {"code": a.code, "name": a.name}
         for a in s.execute(select(Area).order_by(Area.code)).scalars()])
 
 
 @router.get("/devices")
-async def list_devices(state: StateDep, user: UserDep) -> list[dict[str, Any]]:
+async def list_devices(state: StateDep, user: CustomerReader) -> list[dict[str, Any]]:
     def load(s: Session) -> list[dict[str, Any]]:
         rows = s.execute(select(Device).options(selectinload(Device.site)).order_by(Device.cid))
         return [{"cid": d.cid, "kind": d.kind, "model": d.model,
@@ -83,11 +117,12 @@ async def list_devices(state: StateDep, user: UserDep) -> list[dict[str, Any]]:
 
 
 @router.post("/registry", status_code=status.HTTP_200_OK)
-async def upsert_registry(document: dict[str, Any], state: StateDep,
-                          user: AdminDep) -> dict[str, int]:
+async def upsert_registry(document: dict[str, Any], request: Request, state: StateDep,
+                          user: Admin) -> dict[str, int]:
     """Create or update areas, providers, teams, customers, sites and devices by code.
 
-    References may point at records already in the database; nothing is deleted.
+    References may point at records already in the database; nothing is deleted. Each
+    record changed is in the audit log with what changed (personal values as "changed").
     """
     try:
         config = MunicipalityConfig.model_validate(document, context={"partial": True})
@@ -96,8 +131,24 @@ async def upsert_registry(document: dict[str, Any], state: StateDep,
         # level, a code listed twice) is an exception object there, not JSON.
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
                             exc.errors(include_url=False, include_context=False)) from exc
+    now, address = state.clock.now(), client_address(request)
+
+    def apply(s: Session) -> Any:
+        before = snapshot(s, config)
+        counts = import_config(s, config)
+        s.flush()
+        after = snapshot(s, config)
+        for key in sorted(after):
+            diff = audit.changes(before.get(key), after[key])
+            if diff:
+                kind, _, code = key.partition(":")
+                audit.record(s, user, "registry.create" if key not in before else
+                             "registry.update", now, subject=(kind, code), address=address,
+                             detail={"changes": diff})
+        return counts
+
     try:
-        counts = await state.db.write(lambda s: import_config(s, config))
+        counts = await state.db.write(apply)
     except (ConfigError, IntegrityError) as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
                             f"the document does not fit the registry: {exc}") from exc
@@ -109,13 +160,21 @@ class CallOrderIn(BaseModel):
 
 
 @router.put("/teams/{code}/call-order")
-async def set_call_order(code: str, body: CallOrderIn, state: StateDep,
-                         user: AdminDep) -> dict[str, Any]:
+async def set_call_order(code: str, body: CallOrderIn, request: Request, state: StateDep,
+                         user: CallOrderEditor) -> dict[str, Any]:
     """Replace a team's call order (changes go via the municipal alarm manager, 004 §8.1.6)."""
+    now, address = state.clock.now(), client_address(request)
+
     def change(s: Session) -> bool:
         team = s.execute(select(Team).where(Team.code == code)).scalar_one_or_none()
         if team is None:
             return False
+        before = len(team.members)
+        audit.record(s, user, "call_order.update", now, subject=("teams", code),
+                     address=address, detail={
+                         "changes": {"call_order": {"changed": True},
+                                     "entries": {"before": before,
+                                                 "after": len(body.call_order)}}})
         team.members.clear()
         s.flush()
         team.members.extend(TeamMember(position=i + 1, name=e.name, phone=e.phone)
@@ -128,7 +187,7 @@ async def set_call_order(code: str, body: CallOrderIn, state: StateDep,
 
 
 @router.get("/providers")
-async def list_providers(state: StateDep, user: UserDep) -> list[dict[str, Any]]:
+async def list_providers(state: StateDep, user: Anyone) -> list[dict[str, Any]]:
     return await state.db.read(lambda s: [
         {"code": p.code, "name": p.name, "kind": p.kind}
         for p in s.execute(select(Provider).order_by(Provider.code)).scalars()])

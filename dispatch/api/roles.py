@@ -10,14 +10,14 @@ suite's role matrix, not in production.
 
 from __future__ import annotations
 
-from typing import Any, Literal, get_args
+from typing import Any
 
-from fastapi import Depends, FastAPI, HTTPException, status
+from fastapi import Depends, FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
-Role = Literal["operator", "responder", "tfh", "alarm_manager", "admin"]
-ROLES: tuple[Role, ...] = get_args(Role)
+from dispatch.users import ROLES, Role
+
 PUBLIC = "public"
 
 
@@ -56,10 +56,6 @@ class _PublicGate(RoleGate):
         return None
 
 
-def forbidden(role: str) -> HTTPException:
-    return HTTPException(status.HTTP_403_FORBIDDEN, f"the role {role} may not do this")
-
-
 def _gates(dependant: Dependant) -> list[RoleGate]:
     found: list[RoleGate] = []
     for dep in dependant.dependencies:
@@ -85,6 +81,6 @@ def declare_roles(app: FastAPI) -> None:
             continue  # the static mount: the dashboard's files, which hold no data
         declared = roles_of(route)
         if not declared:
-            raise RuntimeError(f"{sorted(route.methods)} {route.path} declares no roles: "
+            raise RuntimeError(f"{sorted(route.methods or ())} {route.path} declares no roles: "
                                "add allow(...) or public() to it")
         route.openapi_extra = {**(route.openapi_extra or {}), "x-roles": sorted(declared)}

@@ -1,14 +1,120 @@
-"""Sign-in for the dashboard: check a token and say who it belongs to."""
+"""Signing in and out: `POST /api/session` with a name and password opens a session (a
+cookie for the dashboard, and the same secret as a bearer token for scripts);
+`DELETE /api/session` ends the one in use; `GET /api/session` (and `/api/me`) says who."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import asyncio
+from typing import Annotated, Any
 
-from dispatch.api.deps import UserDep
+import structlog
+from fastapi import APIRouter, HTTPException, Request, Response, status
+from pydantic import BaseModel, Field
+
+from dispatch import audit
+from dispatch.api.audit import note
+from dispatch.api.deps import SESSION_COOKIE, StateDep, client_address, session_policy
+from dispatch.api.roles import allow, public
+from dispatch.metrics import SIGN_INS
+from dispatch.signin import (
+    Principal,
+    SignInLocked,
+    begin_attempt,
+    candidate,
+    end_credential,
+    open_session,
+)
+from dispatch.users import ROLES, password_matches
 
 router = APIRouter(prefix="/api", tags=["session"])
+log = structlog.get_logger(__name__)
+Anyone = Annotated[Principal, allow(*ROLES)]
+WRONG = "the name or the password is wrong"
+
+
+class SignIn(BaseModel):
+    name: str = Field(min_length=1, max_length=100)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+def _me(user: Principal) -> dict[str, Any]:
+    return {"name": user.name, "role": user.role, "team": user.team, "kind": user.kind,
+            "expires_at": user.expires_at.isoformat() if user.expires_at else None}
+
+
+@router.post("/session", dependencies=[public()])
+async def sign_in(body: SignIn, request: Request, response: Response,
+                  state: StateDep) -> dict[str, Any]:
+    """Sign in with a name and password; answers the session and sets its cookie.
+
+    After `TRYGG_SIGN_IN_MAX_FAILURES` failures for one user, or from one address, within
+    `TRYGG_SIGN_IN_WINDOW_S`, attempts are refused with 429 (the right password too)
+    until the window has passed."""
+    now, policy, address = state.clock.now(), session_policy(state.settings), client_address(
+        request)
+    try:
+        failure_id = await state.db.write(
+            lambda s: begin_attempt(s, body.name, address, now, policy))
+    except SignInLocked as exc:
+        SIGN_INS.labels("locked").inc()
+        log.warning("sign_in_locked", address=address, by=exc.by)
+        await note(state, audit.System("anonymous"), "session.sign_in_locked",
+                   address=address, detail={"by": exc.by})
+        raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, str(exc),
+                            headers={"Retry-After": str(exc.retry_after_s)}) from exc
+    who = await state.db.read(lambda s: candidate(s, body.name))
+    right = await asyncio.to_thread(password_matches, who.password_hash, body.password)
+    if not right or who.user_id is None or not who.enabled:
+        outcome = "disabled" if right else "unknown_user" if who.user_id is None else "wrong"
+        SIGN_INS.labels(outcome).inc()
+        # Never the password, nor the name typed (it may be a password typed in the
+        # wrong field): the user's id when there is one.
+        log.warning("sign_in_failed", user_id=who.user_id, address=address, outcome=outcome)
+        await note(state, audit.System("anonymous", user_id=who.user_id),
+                   "session.sign_in_failed", address=address, detail={"outcome": outcome})
+        if outcome == "disabled":
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "this user is disabled")
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, WRONG)
+    user_id = who.user_id
+    token, user = await state.db.write(
+        lambda s: _open_and_note(s, user_id, failure_id, now, policy, address))
+    SIGN_INS.labels("ok").inc()
+    log.info("signed_in", user_id=user.user_id, role=user.role)
+    response.set_cookie(SESSION_COOKIE, token, max_age=int(policy.max_age.total_seconds()),
+                        httponly=True, samesite="strict", secure=state.settings.cookie_secure,
+                        path="/")
+    return {**_me(user), "token": token, "idle_timeout_s": policy.idle.total_seconds()}
+
+
+def _open_and_note(s: Any, user_id: int, failure_id: int, now: Any, policy: Any,
+                   address: str) -> tuple[str, Principal]:
+    token, user = open_session(s, user_id, failure_id, now, policy)
+    audit.record(s, user, "session.sign_in", now, subject=("user", user.user_id),
+                 address=address)
+    return token, user
+
+
+@router.delete("/session")
+async def sign_out(request: Request, response: Response, state: StateDep,
+                   user: Anyone) -> dict[str, bool]:
+    """End the session (or revoke the token) this request was made with."""
+    now = state.clock.now()
+
+    def end(s: Any) -> None:
+        end_credential(s, user.credential_id, now)
+        audit.record(s, user, "session.sign_out", now, subject=("user", user.user_id),
+                     address=client_address(request), detail={"kind": user.kind})
+
+    await state.db.write(end)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return {"signed_out": True}
+
+
+@router.get("/session")
+async def current_session(user: Anyone) -> dict[str, Any]:
+    return _me(user)
 
 
 @router.get("/me")
-async def me(user: UserDep) -> dict[str, str]:
-    return {"name": user.name, "role": user.role}
+async def me(user: Anyone) -> dict[str, Any]:
+    return _me(user)

@@ -1,9 +1,11 @@
-"""Live updates as Server-Sent Events: every committed alarm change, masked per user.
+"""Live updates as Server-Sent Events: every committed change a user may see, masked.
 
-The dashboard reads the stream with fetch() so it can send its bearer token in the
-header (EventSource cannot); a comment line after 15 s without a message keeps proxies
-from closing it. Every few seconds, however busy the stream is, the token is checked
-again: a user removed or given a new token gets "signed_out" and the stream ends.
+The dashboard reads the stream with its session cookie (a script with its bearer token);
+a comment line after 15 s without a message keeps proxies from closing it. Every few
+seconds, however busy the stream is, the session is checked again (`principal_of`, as
+every request is): a user disabled, a session ended or a token revoked gets
+"signed_out" and the stream ends. Each user gets only what their role may read: alarms
+(a responder, their team's only), device health, or neither.
 """
 
 from __future__ import annotations
@@ -12,13 +14,15 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from dispatch.api.deps import AppState, StateDep, UserDep
-from dispatch.users import user_for_token
+from dispatch.api.deps import BearerDep, StateDep, bearer_of, principal_of
+from dispatch.api.roles import allow
+from dispatch.signin import Principal
+from dispatch.users import ROLES
 from dispatch.views import masked
 
 router = APIRouter(prefix="/api", tags=["live"])
@@ -28,31 +32,44 @@ KEEPALIVE_S = 15.0
 RECHECK_S = 2.5
 
 
-def _frame(message: dict[str, Any], role: str) -> str:
-    if message.get("type") == "alarm":
-        message = {**message, "alarm": masked(message["alarm"], role)}
+ALARM_READERS = frozenset({"operator", "responder", "alarm_manager"})
+HEALTH_READERS = frozenset({"operator", "tfh", "alarm_manager"})
+
+
+def _frame(message: dict[str, Any]) -> str:
     return f"event: {message['type']}\ndata: {json.dumps(message)}\n\n"
 
 
-async def _still_signed_in(state: AppState, token: str) -> bool:
-    """The one check an open stream repeats; it asks what the API's sign-in asks."""
-    return await state.db.read(lambda s: user_for_token(s, token)) is not None
+def _for(message: dict[str, Any], user: Principal) -> dict[str, Any] | None:
+    """The message as this user may see it, or None if it is not theirs to see."""
+    kind = message.get("type")
+    if kind == "alarm":
+        alarm = message["alarm"]
+        if user.role not in ALARM_READERS or (
+                user.role == "responder" and (alarm.get("team") or {}).get("code") != user.team):
+            return None
+        return {**message, "alarm": masked(alarm)}
+    if kind == "health" and user.role not in HEALTH_READERS:
+        return None
+    return message
 
 
 @router.get("/stream")
-async def stream(request: Request, state: StateDep, user: UserDep) -> StreamingResponse:
-    token = request.headers.get("authorization", "").partition(" ")[2]
+async def stream(request: Request, state: StateDep, user: Annotated[Principal, allow(*ROLES)],
+                 credentials: BearerDep) -> StreamingResponse:
+    token = bearer_of(request, credentials)
+    assert token is not None  # the user was signed in by it a moment ago
 
     async def frames() -> AsyncIterator[str]:
         with state.live.subscribe() as queue:
-            yield _frame({"type": "hello", "server_time": state.clock.now().isoformat()},
-                         user.role)
+            yield _frame({"type": "hello", "server_time": state.clock.now().isoformat(),
+                          "role": user.role})
             checked = sent = time.monotonic()
             while not await request.is_disconnected():
                 now = time.monotonic()
                 if now - checked >= RECHECK_S:
-                    if not await _still_signed_in(state, token):
-                        yield _frame({"type": "signed_out"}, user.role)
+                    if await principal_of(state, token) is None:
+                        yield _frame({"type": "signed_out"})
                         return
                     checked = now
                 if now - sent >= KEEPALIVE_S:
@@ -63,8 +80,10 @@ async def stream(request: Request, state: StateDep, user: UserDep) -> StreamingR
                     message = await asyncio.wait_for(queue.get(), max(wait_s, 0.0))
                 except TimeoutError:
                     continue
-                yield _frame(message, user.role)
-                sent = time.monotonic()
+                visible = _for(message, user)
+                if visible is not None:
+                    yield _frame(visible)
+                    sent = time.monotonic()
 
     return StreamingResponse(frames(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})

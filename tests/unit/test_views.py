@@ -7,7 +7,7 @@ from typing import Any
 
 from dispatch import lifecycle
 from dispatch.models import Alarm, Customer, Site
-from dispatch.views import MASK, alarm_view, masked, urgency_key
+from dispatch.views import MASK, alarm_view, masked, revealed, urgency_key
 
 T0 = datetime(2026, 1, 15, 9, 0, tzinfo=UTC)
 THIRTY = timedelta(minutes=30)
@@ -110,8 +110,8 @@ def test_view_with_log_shows_the_audit_trail() -> None:
 # -- protected identity ----------------------------------------------------------------
 
 
-def test_operator_does_not_see_name_or_address_of_a_protected_customer() -> None:
-    v = masked(view(alarm(0, called_out=1, who=customer(protected=True))), "operator")
+def test_nobody_sees_name_or_address_of_a_protected_customer() -> None:
+    v = masked(view(alarm(0, called_out=1, who=customer(protected=True))))
 
     assert v["customer"]["name"] == MASK
     assert v["site"]["address"] == MASK
@@ -122,7 +122,7 @@ def test_operator_does_not_see_name_or_address_of_a_protected_customer() -> None
 
 
 def test_masking_keeps_what_the_operator_needs_to_act() -> None:
-    v = masked(view(alarm(0, called_out=1, who=customer(protected=True))), "operator")
+    v = masked(view(alarm(0, called_out=1, who=customer(protected=True))))
 
     assert v["customer"]["code"] == "K-1001"
     assert v["customer"]["protected_identity"] is True
@@ -130,16 +130,16 @@ def test_masking_keeps_what_the_operator_needs_to_act() -> None:
     assert v["team"]["code"] == "solrosen-kungsangen"
 
 
-def test_admin_sees_name_and_address_of_a_protected_customer() -> None:
-    v = masked(view(alarm(0, called_out=1, who=customer(protected=True))), "admin")
+def test_reveal_shows_only_the_protected_fields_in_clear() -> None:
+    v = revealed(view(alarm(0, called_out=1, who=customer(protected=True))))
 
-    assert v["customer"]["name"] == "Astrid Lindqvist"
-    assert v["site"]["address"] == "Tibblevägen 12"
-    assert v["site"]["door_name"] == "Lindqvist"
+    assert v == {"customer": {"code": "K-1001", "name": "Astrid Lindqvist"},
+                 "site": {"code": v["site"]["code"], "address": "Tibblevägen 12",
+                          "postal_code": v["site"]["postal_code"], "door_name": "Lindqvist"}}
 
 
 def test_operator_sees_name_and_address_of_an_unprotected_customer() -> None:
-    v = masked(view(alarm(0, called_out=1, who=customer())), "operator")
+    v = masked(view(alarm(0, called_out=1, who=customer())))
 
     assert v["customer"]["name"] == "Astrid Lindqvist"
     assert v["site"]["address"] == "Tibblevägen 12"
@@ -148,14 +148,14 @@ def test_operator_sees_name_and_address_of_an_unprotected_customer() -> None:
 def test_masking_does_not_change_the_unmasked_view() -> None:
     original = view(alarm(0, called_out=1, who=customer(protected=True)))
 
-    masked(original, "operator")
+    masked(original)
 
     assert original["customer"]["name"] == "Astrid Lindqvist"
     assert original["site"]["address"] == "Tibblevägen 12"
 
 
 def test_unknown_device_alarm_has_nobody_to_mask() -> None:
-    v = masked(view(alarm(0, team=False)), "operator")
+    v = masked(view(alarm(0, team=False)))
 
     assert v["customer"] is None
     assert v["site"] is None

@@ -14,6 +14,7 @@ from typing import Any
 
 from fastapi import Depends, FastAPI
 from fastapi.dependencies.models import Dependant
+from fastapi import routing
 from fastapi.routing import APIRoute
 
 from dispatch.users import ROLES, Role
@@ -69,18 +70,38 @@ def _gates(dependant: Dependant) -> list[RoleGate]:
     return found
 
 
-def roles_of(route: APIRoute) -> frozenset[str]:
-    gates = _gates(route.dependant)
-    return frozenset().union(*(g.roles for g in gates)) if gates else frozenset()
+def route_roles(app: FastAPI) -> dict[tuple[str, str], frozenset[str]]:
+    """(method, path) -> the roles it declares, for every API route of the app (those of
+    included routers too, with the routers' own dependencies)."""
+    table: dict[tuple[str, str], frozenset[str]] = {}
+    for ctx in routing.iter_route_contexts(app.routes):
+        if not isinstance(ctx.original_route, APIRoute):
+            continue  # the static mount: the dashboard's files, which hold no data
+        gates = _gates(ctx.dependant)
+        declared = frozenset().union(*(g.roles for g in gates)) if gates else frozenset()
+        for method in sorted(ctx.methods or ()):
+            if not declared:
+                raise RuntimeError(f"{method} {ctx.path_format} declares no roles: "
+                                   "add allow(...) or public() to it")
+            table[(method, str(ctx.path_format))] = declared
+    return table
 
 
 def declare_roles(app: FastAPI) -> None:
-    """Put each route's roles in its OpenAPI operation; refuse a route that has none."""
-    for route in app.routes:
-        if not isinstance(route, APIRoute):
-            continue  # the static mount: the dashboard's files, which hold no data
-        declared = roles_of(route)
-        if not declared:
-            raise RuntimeError(f"{sorted(route.methods or ())} {route.path} declares no roles: "
-                               "add allow(...) or public() to it")
-        route.openapi_extra = {**(route.openapi_extra or {}), "x-roles": sorted(declared)}
+    """Refuse an app with a route that declares no roles; put each operation's roles in
+    the OpenAPI document as `x-roles`."""
+    table = route_roles(app)
+    app.state.route_roles = table
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = build()
+        for (method, path), roles in table.items():
+            operation = schema["paths"].get(path, {}).get(method.lower())
+            if operation is not None:
+                operation["x-roles"] = sorted(roles)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -30,13 +30,20 @@ async def event_kinds(client: httpx.AsyncClient, kinds: list[str],
                 on_event.set()
 
 
-def revoke(service: Service, name: str) -> None:
-    service.db.transaction(lambda s: users.rotate_token(
-        s, name, "operator", service.clock.now()))
+ENDINGS = {
+    "a new token": lambda s, name, now: users.rotate_token(s, name, "operator", now),
+    "tokens revoked": lambda s, name, now: users.revoke_tokens(s, name, now),
+    "user disabled": lambda s, name, now: users.set_enabled(s, name, False, now),
+}
 
 
+def revoke(service: Service, name: str, how: str = "a new token") -> None:
+    service.db.transaction(lambda s: ENDINGS[how](s, name, service.clock.now()))
+
+
+@pytest.mark.parametrize("how", list(ENDINGS))
 async def test_a_revoked_token_ends_a_busy_stream_within_5_seconds(
-        broker: Broker, sqlite_database_url: str) -> None:
+        broker: Broker, sqlite_database_url: str, how: str) -> None:
     settings = test_settings(broker, sqlite_database_url)
     async with running_service(settings, clock=FakeClock(MONDAY_10_LOCAL)) as service, \
             DeviceLink(broker.host, broker.port, root=settings.mqtt_topic_root) as link:
@@ -59,7 +66,7 @@ async def test_a_revoked_token_ends_a_busy_stream_within_5_seconds(
             while "alarm" not in kinds:
                 await asyncio.wait_for(got_event.wait(), 5)
                 got_event.clear()
-            revoke(service, "leaving")
+            revoke(service, "leaving", how)
             revoked = time.monotonic()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(listener), 5)

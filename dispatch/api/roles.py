@@ -12,9 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, routing
 from fastapi.dependencies.models import Dependant
-from fastapi import routing
 from fastapi.routing import APIRoute
 
 from dispatch.users import ROLES, Role

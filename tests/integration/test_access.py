@@ -20,6 +20,7 @@ from structlog.testing import capture_logs
 
 from core.clock import FakeClock
 from core.db import Database
+from core.settings import Settings
 from dispatch.api.app import create_app
 from dispatch.api.deps import SESSION_COOKIE, AppState
 from dispatch.api.roles import declare_roles
@@ -28,7 +29,6 @@ from dispatch.models import AuditEntry
 from dispatch.services import DispatchRules
 from dispatch.users import ROLES, add_user, hash_password, set_enabled, set_role
 from dispatch.worker import Dispatcher
-from core.settings import Settings
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 PASSWORD = "correct horse battery"

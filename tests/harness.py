@@ -71,7 +71,7 @@ async def running_service(settings: Settings, *, clock: Clock | None = None,
 
 def make_token(service: Service, name: str = "operator-1", role: str = "operator") -> str:
     now = service.clock.now()
-    return service.db.transaction(lambda s: add_user(s, name, role, now))  # type: ignore[arg-type]
+    return service.db.transaction(lambda s: add_user(s, name, role, now))
 
 
 def api(service: Service, token: str | None) -> httpx.AsyncClient:

@@ -36,7 +36,7 @@ OPS = {"operator"}
 READERS = {"operator", "responder", "alarm_manager"}
 HEALTH = {"operator", "tfh", "alarm_manager"}
 CUSTOMERS = {"operator", "tfh", "alarm_manager", "admin"}
-EVERYONE = set(ROLES)
+EVERYONE: set[str] = set(ROLES)
 ADMIN = {"admin"}
 PUBLIC = {"public"}
 
@@ -152,7 +152,7 @@ async def test_each_role_is_allowed_or_refused_on_every_operation(
             s, f"{role}-1", role, clock.now(), team="solrosen-kungsangen"
             if role == "responder" else None))
 
-    tokens = {role: user(role) for role in ROLES}
+    tokens: dict[str, str] = {role: user(role) for role in ROLES}
     wrong: list[str] = []
     # Signing out ends the token: those calls go last.
     ordered = sorted(operations(app), key=lambda k: k == ("DELETE", "/api/session"))

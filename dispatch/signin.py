@@ -21,13 +21,15 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.orm import Session
 
 from core.errors import TryggError
 from dispatch.models import Credential, SignInFailure, User
 from dispatch.users import digest, new_secret
 
+# The first key of the advisory locks that serialise sign-in attempts ("trygg.sign").
+SIGN_IN_LOCK_NS = 0x7369676E
 # A request moves a session's idle mark at most this often: one write a minute per
 # dashboard, not one per request.
 TOUCH_EVERY = timedelta(seconds=30)
@@ -113,6 +115,13 @@ def begin_attempt(session: Session, name: str, address: str, now: datetime,
     """Refuse a locked attempt (SignInLocked); else count it as a failure until it succeeds.
 
     Returns the failure row's id, which `open_session` deletes on success."""
+    if session.get_bind().dialect.name == "postgresql":
+        # Several dispatch processes serve the API: attempts on one name or from one
+        # address wait for each other here, so parallel guesses cannot all count the
+        # same four failures (SQLite has one writer, which serialises them anyway).
+        for key in sorted((f"name:{digest(name)}", f"address:{address}")):
+            session.execute(text("SELECT pg_advisory_xact_lock(:ns, hashtext(:key))"),
+                            {"ns": SIGN_IN_LOCK_NS, "key": key})
     for column, value, by in ((SignInFailure.name_digest, digest(name), "for this user"),
                               (SignInFailure.address, address, "from this address")):
         wait = _locked_for(session, column, value, now, policy)
@@ -164,9 +173,3 @@ def end_credential(session: Session, credential_id: int, now: datetime) -> None:
     session.execute(update(Credential).where(Credential.id == credential_id,
                                              Credential.revoked_at.is_(None))
                     .values(revoked_at=now))
-
-
-def failures_within(session: Session, name: str, now: datetime, policy: SessionPolicy) -> int:
-    return int(session.execute(select(func.count()).select_from(SignInFailure).where(
-        SignInFailure.name_digest == digest(name),
-        SignInFailure.at > now - policy.window)).scalar_one())

@@ -8,6 +8,7 @@ here (and the app refuses to start); a rule changed by accident fails here too.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -29,6 +30,7 @@ from dispatch.models import AuditEntry
 from dispatch.services import DispatchRules
 from dispatch.users import ROLES, add_user, hash_password, set_enabled, set_role
 from dispatch.worker import Dispatcher
+from trygg.migrations import upgrade
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 PASSWORD = "correct horse battery"
@@ -424,3 +426,26 @@ async def test_sign_ins_and_sign_outs_are_in_the_audit_log_without_secrets(
         ("session.sign_in_failed", "anonymous"), ("session.sign_in", "maria"),
         ("session.sign_out", "maria")]
     assert PASSWORD not in repr(rows) and token not in repr(rows)
+
+
+async def test_parallel_guesses_on_two_processes_count_no_more_than_the_limit(
+        database_url: str, clock: FakeClock) -> None:
+    """Two dispatch processes serve the API on one database (PostgreSQL in production):
+    twenty guesses at once get five "wrong" answers, and the rest are refused unread."""
+    dbs = [Database(database_url) for _ in range(2)]
+    upgrade(dbs[0].engine)
+    with_password(dbs[0], clock)
+    clients = [httpx.AsyncClient(transport=httpx.ASGITransport(app=make_app(db, clock)),
+                                 base_url="http://trygg") for db in dbs]
+    try:
+        answers = await asyncio.gather(*(
+            sign_in(clients[i % 2], password=f"guess number {i}") for i in range(20)))
+        right = await sign_in(clients[0])
+    finally:
+        for c in clients:
+            await c.aclose()
+        for db in dbs:
+            db.close()
+
+    assert sorted(r.status_code for r in answers) == [401] * 5 + [429] * 15
+    assert right.status_code == 429

@@ -125,3 +125,27 @@ def test_adding_a_user_with_a_blank_name_raises_invalid_name(tmp_path: Path) -> 
     db.close()
 
     assert refused.value.name == " \t"
+
+
+@pytest.mark.mqtt
+async def test_the_demo_prints_names_and_passwords_that_sign_in_and_new_ones_each_start(
+        broker: Broker, sqlite_database_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.harness import api, running_service, test_settings
+    from trygg.cli import _print_demo_sign_in
+
+    settings = test_settings(broker, sqlite_database_url)
+    printed: list[dict[str, str]] = []
+    for _ in range(2):  # two starts of the demo
+        async with running_service(settings) as service:
+            _print_demo_sign_in(service)
+            lines = capsys.readouterr().err.splitlines()
+            shown = {parts[2]: parts[4] for line in lines
+                     if (parts := line.split()) and len(parts) == 5 and parts[1] == "name"}
+            printed.append(shown)
+            async with api(service, None) as client:
+                roles = {name: (await client.post("/api/session", json={
+                    "name": name, "password": password})).json()["role"]
+                    for name, password in shown.items()}
+
+        assert roles == {"demo": "operator", "demo-admin": "admin"}
+    assert printed[0]["demo"] != printed[1]["demo"]

@@ -4,28 +4,53 @@ Everything else in Trygg talks to `MqttLink`, not to aiomqtt, so the client libr
 change behind it. The loop reconnects with exponential backoff and jitter, capped at a
 few seconds: devices wait for us, so once the broker is back we must be too. The
 current state is visible for /readyz and as a metric; the link counts as connected
-only once its subscriptions are confirmed.
+only once its subscriptions are confirmed. Over TLS (an mqtts:// broker) it checks the
+broker's certificate and host name against the given CA, or the system's, and can
+present a client certificate.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 from collections.abc import Callable, Iterator, Sequence
 from enum import StrEnum
+from pathlib import Path
 
 import aiomqtt
 import paho.mqtt.client as mqtt
 import structlog
 
 from gateway.backoff import backoff
-from gateway.errors import GatewayUnavailable
+from gateway.errors import GatewayError, GatewayUnavailable
 from gateway.metrics import MQTT_CONNECTED, MQTT_RECONNECTS
 
 log = structlog.get_logger(__name__)
 
 # Without TCP_NODELAY, loopback latency is dominated by Nagle's algorithm.
 NODELAY = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
+
+
+def tls_parameters(ca_file: Path | None = None, cert_file: Path | None = None,
+                   key_file: Path | None = None) -> aiomqtt.TLSParameters:
+    """TLS for a link: verify the broker against `ca_file` (None: the system's CAs), and
+    present `cert_file` (with `key_file`, unless the key is in it) if given.
+
+    The files are read again at every connect, so renewed certificates are picked up;
+    one missing now is a configuration error, said once at start rather than at every
+    reconnect.
+    """
+    for what, path in (("CA file", ca_file), ("client certificate", cert_file),
+                       ("client key", key_file)):
+        if path is not None and not os.access(path, os.R_OK):
+            raise GatewayError(f"MQTT over TLS: the {what} {path} cannot be read")
+    if key_file is not None and cert_file is None:
+        raise GatewayError("MQTT over TLS: a client key without a client certificate")
+    return aiomqtt.TLSParameters(
+        ca_certs=str(ca_file) if ca_file else None,
+        certfile=str(cert_file) if cert_file else None,
+        keyfile=str(key_file) if key_file else None)
 
 
 class LinkState(StrEnum):
@@ -39,6 +64,7 @@ class MqttLink:
 
     `on_message(topic, payload)` is called on the event loop and must not block: the
     gateway only enqueues there.
+    `tls` (see `tls_parameters`) makes it connect over TLS; None is plain TCP.
     """
 
     def __init__(
@@ -52,6 +78,7 @@ class MqttLink:
         identifier: str | None = None,
         username: str | None = None,
         password: str | None = None,
+        tls: aiomqtt.TLSParameters | None = None,
         backoff_initial_s: float = 0.5,
         backoff_max_s: float = 3.0,
         on_state: Callable[[bool], None] | None = None,
@@ -64,6 +91,7 @@ class MqttLink:
         self.identifier = identifier
         self.username = username
         self.password = password
+        self.tls = tls  # None: plain TCP
         self.backoff_initial_s = backoff_initial_s
         self.backoff_max_s = backoff_max_s
         self.state = LinkState.STARTING
@@ -76,6 +104,7 @@ class MqttLink:
             self.host, self.port,
             identifier=self.identifier,
             username=self.username, password=self.password,
+            tls_params=self.tls,
             # A persistent session: the broker keeps our QoS 1 messages while we reconnect.
             clean_session=self.identifier is None,
             # No window: every answer goes out at once. With one (1,000), paho kept the
@@ -152,7 +181,8 @@ class MqttLink:
         MQTT_CONNECTED.labels(self.name).set(1)
         if self.on_state is not None:
             self.on_state(True)
-        log.info("mqtt_link_up", link=self.name, host=self.host, port=self.port)
+        log.info("mqtt_link_up", link=self.name, host=self.host, port=self.port,
+                 tls=self.tls is not None)
 
     def _down(self) -> None:
         if self._client is not None:

@@ -2,8 +2,10 @@
 
 Units publish their `<mrq>` through the link, and the link hands each `<mrs>` to the
 message session waiting for it, keyed by (cid, ref). One client for all units keeps a
-simulation of hundreds of units to one broker connection; the real broker's per-device
-ACLs do not apply to the simulator, which publishes as a trusted test client.
+simulation of hundreds of units to one broker connection. Against a broker with
+per-device ACLs (deploy/) that connection can speak only for the unit whose account it
+signs in with: give `username` (the cid), its `password` and `tls` to simulate that one
+unit, or use a test account allowed to publish for all.
 
 If the broker goes away the link reconnects with exponential backoff; while it is down
 `publish` raises `LinkDown` and the units simply try again at their next resend.
@@ -52,6 +54,9 @@ class DeviceLink:
         port: int,
         *,
         root: str = DEFAULT_ROOT,
+        username: str | None = None,
+        password: str | None = None,
+        tls: aiomqtt.TLSParameters | None = None,
         retry_min_s: float = 0.5,
         retry_max_s: float = 30.0,
         connect_timeout_s: float = 10.0,
@@ -60,6 +65,9 @@ class DeviceLink:
         self.host = host
         self.port = port
         self.root = root.rstrip("/")
+        self._username = username
+        self._password = password
+        self._tls = tls
         self._retry_min_s = retry_min_s
         self._retry_max_s = retry_max_s
         self._connect_timeout_s = connect_timeout_s
@@ -122,7 +130,9 @@ class DeviceLink:
         delay = self._retry_min_s
         while True:
             try:
-                async with aiomqtt.Client(self.host, self.port) as client:
+                async with aiomqtt.Client(self.host, self.port, username=self._username,
+                                          password=self._password,
+                                          tls_params=self._tls) as client:
                     await client.subscribe(f"{self.root}/dev/+/mrs", qos=1)
                     self._went_up(client)
                     delay = self._retry_min_s

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import getpass
 import shutil
 import socket
 import subprocess
@@ -17,10 +18,11 @@ from pathlib import Path
 class Broker:
     host: str
     port: int
+    scheme: str = "mqtt"
 
     @property
     def url(self) -> str:
-        return f"mqtt://{self.host}:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
 
 def free_port() -> int:
@@ -41,8 +43,15 @@ def _wait_listening(port: int, proc: subprocess.Popen[bytes], timeout_s: float =
 
 
 @contextlib.contextmanager
-def mosquitto(port: int | None = None) -> Iterator[Broker]:
-    """Run `mosquitto` from PATH (or /usr/sbin) until the block ends."""
+def mosquitto(port: int | None = None, *, settings: str = "allow_anonymous true\n",
+              scheme: str = "mqtt") -> Iterator[Broker]:
+    """Run `mosquitto` from PATH (or /usr/sbin) until the block ends.
+
+    `settings` are mosquitto.conf lines for its one loopback listener and the broker
+    (by default: anyone may do anything), e.g. a password_file, acl_file, pid_file, or
+    certfile/keyfile/cafile with `scheme="mqtts"`. Files they name must be readable by
+    the user running the tests: mosquitto started as root stays root here.
+    """
     binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     if not Path(binary).exists():
         raise RuntimeError("mosquitto is not installed: run scripts/test, which installs it")
@@ -51,7 +60,10 @@ def mosquitto(port: int | None = None) -> Iterator[Broker]:
         conf = Path(tmp) / "mosquitto.conf"
         conf.write_text(
             f"listener {port} 127.0.0.1\n"
-            "allow_anonymous true\n"
+            f"{settings}"
+            # As root mosquitto would switch to the `mosquitto` user, who cannot read the
+            # tests' files; as anyone else this line does nothing.
+            f"user {getpass.getuser()}\n"
             "persistence false\n"
             "set_tcp_nodelay true\n"
             "max_queued_messages 100000\n"
@@ -60,7 +72,7 @@ def mosquitto(port: int | None = None) -> Iterator[Broker]:
         proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL)
         try:
             _wait_listening(port, proc)
-            yield Broker("127.0.0.1", port)
+            yield Broker("127.0.0.1", port, scheme)
         finally:
             proc.terminate()
             try:

@@ -12,6 +12,9 @@ from amqtt.broker import Broker
 
 
 class EmbeddedBroker:
+    """An embedded MQTT broker (amqtt), so `trygg run` works on a machine with none
+    installed. Anonymous and without ACLs: for the demo, never for production."""
+
     def __init__(self, host: str, port: int) -> None:
         self.host = host
         self.port = port

@@ -29,6 +29,7 @@ from core.settings import SHIPPED_CONFIG, Settings
 from dispatch import audit, users
 from dispatch.config import MunicipalityConfig, load_config
 from dispatch.registry import import_config
+from trygg.broker_sync import add_commands as add_broker_commands
 from trygg.migrations import upgrade
 from trygg.runtime import Role, Service
 from trygg.supervise import GatewayProcess, stop_when_orphaned
@@ -458,6 +459,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     mig = sub.add_parser("migrate", help="apply database migrations")
     mig.set_defaults(func=cmd_migrate)
+    add_broker_commands(sub)
     return parser
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import hmac
 from collections.abc import Callable, Coroutine, Iterable, Iterator
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -29,6 +30,7 @@ from functools import partial
 from types import TracebackType
 from typing import Any
 
+import aiomqtt
 import structlog
 import uvicorn
 from prometheus_client import REGISTRY
@@ -55,7 +57,7 @@ from gateway.dc09_keys import load_keys
 from gateway.dc09_tcp import Dc09TcpListener
 from gateway.ingest import Ingest
 from gateway.last_seen import LastSeenBook
-from gateway.mqtt import MqttLink
+from gateway.mqtt import MqttLink, tls_parameters
 from gateway.serial_line import SerialLine, line_settings
 from trygg.broker import EmbeddedBroker
 from trygg.migrations import upgrade, wait_for_head
@@ -91,6 +93,21 @@ def _is_open(line: SerialLine) -> bool:
 
 class _LeadershipLost(Exception):
     """Another dispatcher may lead now: this one's loops must stop."""
+
+
+def gateway_client_id(settings: Settings, roles: set[Role] | frozenset[Role]) -> str:
+    """The gateway's MQTT client id: stable, and unguessable without its broker password.
+
+    Mosquitto cannot tie a client id to an account, and a client connecting under a
+    taken id throws the holder off (and its queued device messages are discarded). An
+    id derived from the topic root alone could be worked out from this code by any
+    unit's account; keyed with the gateway's own password, only the gateway knows it.
+    """
+    root = settings.mqtt_topic_root.encode()
+    key = settings.mqtt.password if settings.mqtt else None
+    suffix = (hmac.new(key.encode(), root, hashlib.sha256).hexdigest()[:20] if key
+              else hashlib.sha256(root).hexdigest()[:8])  # no accounts: nothing to guard
+    return f"trygg-{'-'.join(sorted(roles))}-{suffix}"
 
 
 class Service:
@@ -133,13 +150,13 @@ class Service:
         # (the broker keeps device messages while it reconnects). Dispatch alone only
         # publishes: it gets a fresh id, so a standby beside the leader does not throw
         # the leader's link off the broker by connecting under the same one.
-        suffix = hashlib.sha256(settings.mqtt_topic_root.encode()).hexdigest()[:8]
-        name = "-".join(sorted(self.roles))
-        identifier = f"trygg-{name}-{suffix}" if Role.GATEWAY in self.roles else None
+        identifier = gateway_client_id(settings, self.roles) \
+            if Role.GATEWAY in self.roles else None
         self.link = MqttLink("devices", self.mqtt_host, self.mqtt_port,
                              identifier=identifier,
                              username=settings.mqtt.username if settings.mqtt else None,
                              password=settings.mqtt.password if settings.mqtt else None,
+                             tls=self._mqtt_tls(),
                              on_state=self._link_state)
         # Since when the devices' broker link has been up without a break: supervision
         # judges nobody quiet for a time in which we could not hear them.
@@ -194,6 +211,16 @@ class Service:
         if target is None:
             return "127.0.0.1", self.settings.embedded_mqtt_port
         return target.host, target.port
+
+    def _mqtt_tls(self) -> aiomqtt.TLSParameters | None:
+        """TLS for an mqtts:// broker, with TRYGG_MQTT_CA_FILE and the client certificate."""
+        settings, target = self.settings, self.settings.mqtt
+        files = (settings.mqtt_ca_file, settings.mqtt_cert_file, settings.mqtt_key_file)
+        if target is None or not target.tls:
+            if any(files):
+                log.warning("mqtt_tls_files_unused", reason="TRYGG_MQTT_URL is not mqtts://")
+            return None
+        return tls_parameters(*files)
 
     def _dc09_links(self) -> tuple[list[SerialLine], Dc09TcpListener | None]:
         """The DC-09 receivers' serial lines and the TCP listener, if configured (gateway)."""

@@ -8,25 +8,32 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
-from dispatch.api import alarms, health, ops, registry, session, stream
+from dispatch.api import alarms, audit, health, ops, registry, session, stream, users
 from dispatch.api.deps import AppState, OpsState
+from dispatch.api.edge import harden
+from dispatch.api.roles import declare_roles, public
 
 STATIC = Path(__file__).resolve().parent.parent / "web" / "static"
 
 
 def create_app(state: AppState) -> FastAPI:
+    # FastAPI's own /docs and /redoc load their assets from a CDN: harden() serves /docs.
     app = FastAPI(title="Trygg", version="0.1.0",
-                  description="Alarm dispatch for municipal social-care alarms")
+                  description="Alarm dispatch for municipal social-care alarms",
+                  docs_url=None, redoc_url=None)
     app.state.trygg = state
-    for module in (ops, session, alarms, health, registry, stream):
+    for module in (ops, session, users, alarms, health, registry, audit, stream):
         app.include_router(module.router)
     # The dashboard ships with the package: alarm centres run on closed networks.
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
-    @app.get("/", include_in_schema=False)
+    # The page shell holds no data (the API it calls says who may see what).
+    @app.get("/", include_in_schema=False, dependencies=[public()])
     async def dashboard() -> FileResponse:
-        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+        return FileResponse(STATIC / "index.html")  # Cache-Control: no-store, see edge
 
+    harden(app, max_body_bytes=state.settings.max_request_bytes)
+    declare_roles(app)
     return app
 
 
@@ -35,4 +42,6 @@ def create_ops_app(state: OpsState) -> FastAPI:
     app = FastAPI(title="Trygg gateway", version="0.1.0", docs_url=None, redoc_url=None)
     app.state.trygg = state
     app.include_router(ops.router)
+    harden(app, max_body_bytes=state.settings.max_request_bytes, docs=False)
+    declare_roles(app)
     return app

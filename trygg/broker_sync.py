@@ -332,6 +332,15 @@ class SyncReport:
     acl_file: Path
 
 
+def _read_registry(settings: Settings) -> tuple[list[str], list[str]]:
+    db = Database(settings.database_url)
+    try:
+        upgrade(db.engine)
+        return db.transaction(registry_accounts)
+    finally:
+        db.close()
+
+
 def write_accounts(settings: Settings) -> SyncReport:
     """Write the password file and ACL for the registry as it is now (no reload)."""
     if settings.broker_password_file is None or settings.broker_acl_file is None:
@@ -340,12 +349,7 @@ def write_accounts(settings: Settings) -> SyncReport:
     root = check_topic_root(settings.mqtt_topic_root)
     gateway = gateway_account(settings)
     secret = read_secret(settings.broker_secret_file)
-    db = Database(settings.database_url)
-    try:
-        upgrade(db.engine)
-        cids, codes = db.transaction(registry_accounts)
-    finally:
-        db.close()
+    cids, codes = _read_registry(settings)
     every = accounts(secret, gateway, cids, codes)
     for path, text in ((settings.broker_password_file, password_file(every, secret)),
                        (settings.broker_acl_file, acl_file(every, root))):
@@ -391,14 +395,9 @@ def cmd_password(settings: Settings, args: argparse.Namespace) -> int:
     is_team = account.startswith(TEAM_PREFIX) and _CODE.fullmatch(
         account.removeprefix(TEAM_PREFIX))
     if not (_CID.fullmatch(account) or is_team):
-        raise UnknownAccount(account, f"not a unit's cid (digits) or {TEAM_PREFIX}<team code>")
+        raise UnknownAccount(account, f"not a unit's cid (hex digits) or {TEAM_PREFIX}<team code>")
     secret = read_secret(settings.broker_secret_file)
-    db = Database(settings.database_url)
-    try:
-        upgrade(db.engine)
-        cids, codes = db.transaction(registry_accounts)
-    finally:
-        db.close()
+    cids, codes = _read_registry(settings)
     known = (account.removeprefix(TEAM_PREFIX) in codes) if is_team else (account in cids)
     if not known:
         print(f"note: {account} is not in the registry (as a team, or a base unit or lock); "

@@ -28,6 +28,7 @@ from dispatch.config import load_config
 from dispatch.models import Alarm, AuditEntry
 from simulator import DeviceLink, SimulatedBaseUnit
 from tests.brokers import Broker
+from tests.e2e import test_privacy as privacy
 from tests.harness import MONDAY_10_LOCAL, api, running_service, test_settings
 from trygg.migrations import upgrade
 from trygg.runtime import Service
@@ -48,20 +49,10 @@ PASSWORD = "korrekt-häst-batteri"
 
 def personal_strings() -> set[str]:
     """Every name, personal number, address, door name and call-order entry of the
-    shipped registry, as tests/e2e/test_privacy.py reads them, and their phones too."""
+    shipped registry (as tests/e2e/test_privacy.py reads them), and the phones too."""
     config = load_config(Path("config/municipality.yaml"))
-    found: set[str] = set()
-    for customer in config.customers:
-        found.add(customer.name)
-        if customer.personal_number:
-            found.add(customer.personal_number)
-        for site in customer.sites:
-            found.update(filter(None, (site.address, site.door_name)))
-    for provider in config.providers:
-        for team in provider.teams:
-            found.update(member.name for member in team.call_order)
-            found.update(filter(None, (member.phone for member in team.call_order)))
-    return found
+    phones = {m.phone for p in config.providers for t in p.teams for m in t.call_order}
+    return privacy.personal_strings() | set(filter(None, phones))
 
 
 def dump(value: Any) -> str:

@@ -204,7 +204,8 @@ class Service:
             self.app = create_ops_app(OpsState(db=self.db, readiness=checks, settings=settings))
         self.server = _Server(uvicorn.Config(
             self.app, host=settings.http_host, port=settings.http_port,
-            log_config=None, access_log=False, lifespan="off"))
+            log_config=None, access_log=False, lifespan="off",
+            server_header=False))  # no product and version for a scanner to match
 
     def _mqtt_address(self) -> tuple[str, int]:
         target = self.settings.mqtt

@@ -169,6 +169,7 @@ async def test_every_response_carries_the_security_headers(
     assert response.headers["referrer-policy"] == "no-referrer"
     assert response.headers["x-frame-options"] == "DENY"
     assert response.headers["cross-origin-opener-policy"] == "same-origin"
+    assert "server" not in response.headers  # no product and version to match exploits to
     if no_store:  # the dashboard shell and the API: personal data
         assert response.headers["cache-control"] == "no-store"
 

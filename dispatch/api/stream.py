@@ -21,6 +21,7 @@ from fastapi.responses import StreamingResponse
 
 from dispatch.api.deps import BearerDep, StateDep, bearer_of, principal_of
 from dispatch.api.roles import allow
+from dispatch.live import RESYNC
 from dispatch.signin import Principal
 from dispatch.users import ROLES
 from dispatch.views import masked
@@ -61,6 +62,7 @@ async def stream(request: Request, state: StateDep, user: Annotated[Principal, a
     assert token is not None  # the user was signed in by it a moment ago
 
     async def frames() -> AsyncIterator[str]:
+        viewer = user
         with state.live.subscribe() as queue:
             yield _frame({"type": "hello", "server_time": state.clock.now().isoformat(),
                           "role": user.role})
@@ -68,9 +70,15 @@ async def stream(request: Request, state: StateDep, user: Annotated[Principal, a
             while not await request.is_disconnected():
                 now = time.monotonic()
                 if now - checked >= RECHECK_S:
-                    if await principal_of(state, token) is None:
+                    current = await principal_of(state, token)
+                    if current is None:
                         yield _frame({"type": "signed_out"})
                         return
+                    if (current.role, current.team) != (viewer.role, viewer.team):
+                        # A new role or team filters from now on; the dashboard reloads
+                        # what it shows, as the new role may see it.
+                        viewer = current
+                        yield _frame(RESYNC)
                     checked = now
                 if now - sent >= KEEPALIVE_S:
                     yield ": keepalive\n\n"
@@ -80,7 +88,7 @@ async def stream(request: Request, state: StateDep, user: Annotated[Principal, a
                     message = await asyncio.wait_for(queue.get(), max(wait_s, 0.0))
                 except TimeoutError:
                     continue
-                visible = _for(message, user)
+                visible = _for(message, viewer)
                 if visible is not None:
                     yield _frame(visible)
                     sent = time.monotonic()

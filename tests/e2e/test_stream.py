@@ -96,3 +96,41 @@ async def test_a_revoked_token_ends_a_quiet_stream(
         await client.aclose()
 
         assert kinds == ["hello", "signed_out"]
+
+
+async def test_a_new_role_filters_an_open_stream_from_the_next_check_on(
+        broker: Broker, sqlite_database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(stream, "RECHECK_S", 0.1)
+    settings = test_settings(broker, sqlite_database_url)
+    async with running_service(settings, clock=FakeClock(MONDAY_10_LOCAL)) as service, \
+            DeviceLink(broker.host, broker.port, root=settings.mqtt_topic_root) as link:
+        client = api(service, make_token(service, "moving"))
+        await SimulatedBaseUnit("100001", link).press()
+        await service.dispatcher.process_events()
+        async with api(service, make_token(service)) as other:
+            (alarm,) = (await other.get("/api/alarms")).json()["alarms"]
+        kinds: list[str] = []
+        got_event = asyncio.Event()
+        listener = asyncio.create_task(event_kinds(client, kinds, got_event))
+        try:
+            while "alarm" not in kinds:
+                await service.dispatcher.changed([alarm["id"]])
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(got_event.wait(), 1)
+                got_event.clear()
+            service.db.transaction(lambda s: users.set_role(
+                s, "moving", "tfh", service.clock.now()))
+            while "resync" not in kinds:
+                await asyncio.wait_for(got_event.wait(), 5)
+                got_event.clear()
+            after = len(kinds)
+            for _ in range(5):  # changes keep coming; a tfh user is not told of alarms
+                await service.dispatcher.changed([alarm["id"]])
+                await asyncio.sleep(0.05)
+            await service.dispatcher.changed([alarm["id"]])
+        finally:
+            listener.cancel()
+            await asyncio.gather(listener, return_exceptions=True)
+            await client.aclose()
+
+        assert "alarm" not in kinds[after:], kinds

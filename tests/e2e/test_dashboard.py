@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import time
 from collections.abc import AsyncIterator
@@ -20,39 +19,31 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from playwright.async_api import Page, Route, expect
-from sqlalchemy import delete
 
-from dispatch.models import User
+from dispatch.users import revoke_tokens
 from simulator import DeviceLink, SimulatedBaseUnit
 from tests.brokers import Broker
+from tests.e2e.conftest import (
+    BROWSER_TESTS,
+    UI_TIMEOUT_MS,
+    Account,
+    add_account,
+    fill_sign_in,
+    sign_in,
+)
 from tests.harness import (
     MONDAY_10_LOCAL,
     ShiftedClock,
     api,
-    make_token,
     running_service,
     sqlite_url,
     test_settings,
 )
 from trygg.runtime import Service
 
-CHROMIUM = Path("/usr/bin/chromium")
-
-pytestmark = [
-    pytest.mark.browser, pytest.mark.mqtt, pytest.mark.asyncio(loop_scope="module"),
-    # Off CI a developer without Chromium can still run the rest; in CI (scripts/test
-    # installs it) a missing browser must fail, never pass quietly.
-    pytest.mark.skipif(not CHROMIUM.exists() and not os.environ.get("CI"),
-                       reason=f"no Chromium at {CHROMIUM}: apt-get install chromium"),
-]
-
-UI_TIMEOUT_MS = 5000
+pytestmark = BROWSER_TESTS
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
-]
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -65,24 +56,19 @@ async def service(broker: Broker, tmp_path_factory: pytest.TempPathFactory,
 
 
 @pytest.fixture(scope="module")
-def token(service: Service) -> str:
-    return make_token(service, "Anna Operatör")
+def operator(service: Service) -> Account:
+    return add_account(service, "Anna Operatör")
 
 
+@pytest.fixture(scope="module")
+def token(operator: Account) -> str:
+    return operator.token
 
 
 @pytest.fixture(scope="module")
 def artifacts() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
-
-
-async def sign_in(page: Page, token: str) -> None:
-    await page.goto("/")
-    await page.get_by_label("Access token").fill(token)
-    await page.get_by_role("button", name="Sign in").click()
-    await expect(page.get_by_role("heading", name="Alarm queue")).to_be_visible()
-    await expect(page.locator("#conn-text")).to_have_text("Live", timeout=UI_TIMEOUT_MS)
 
 
 def unit(link: DeviceLink, cid: str) -> SimulatedBaseUnit:
@@ -121,36 +107,34 @@ def seconds(mm_ss: str) -> int:
     return int(minutes) * 60 + int(secs)
 
 
-async def test_wrong_token_is_refused_and_the_right_one_opens_the_queue(
-        page: Page, token: str, artifacts: Path) -> None:
+async def test_a_wrong_password_is_refused_and_the_right_one_opens_the_queue(
+        page: Page, operator: Account, artifacts: Path) -> None:
     await page.goto("/")
     await page.get_by_role("button", name="Sign in").click()
-    await expect(page.get_by_role("alert")).to_contain_text("Paste your access token")
+    await expect(page.get_by_role("alert")).to_contain_text("Enter your name")
 
-    await page.get_by_label("Access token").fill("not-a-real-token")
-    await page.get_by_role("button", name="Sign in").click()
-    await expect(page.get_by_role("alert")).to_contain_text("not accepted")
+    await fill_sign_in(page, operator.name, "not-the-password")
+    await expect(page.get_by_role("alert")).to_contain_text("Wrong name or password")
     await expect(page.locator("#app")).to_be_hidden()
     await page.screenshot(path=artifacts / "signin-error.png")
 
-    await page.get_by_label("Access token").fill(token)
-    await page.get_by_role("button", name="Sign in").click()
+    await fill_sign_in(page, operator.name, operator.password)
     await expect(page.get_by_role("heading", name="Alarm queue")).to_be_visible()
     await expect(page.locator("#user-name")).to_have_text("Anna Operatör")
     await expect(page.locator("#conn-text")).to_have_text("Live", timeout=UI_TIMEOUT_MS)
     assert "Trygg" in await page.title()
 
-    # A reload keeps the session (sessionStorage); signing out forgets it.
+    # A reload keeps the session (the cookie); signing out ends it.
     await page.reload()
     await expect(page.locator("#conn-text")).to_have_text("Live", timeout=UI_TIMEOUT_MS)
     await page.get_by_role("button", name="Sign out").click()
-    await expect(page.get_by_label("Access token")).to_be_visible()
+    await expect(page.locator("#signin").get_by_label("Password", exact=True)).to_be_visible()
     assert await page.evaluate("sessionStorage.length") == 0
 
 
 async def test_a_press_appears_within_a_second_with_customer_team_and_countdown(
-        page: Page, service: Service, token: str, link: DeviceLink) -> None:
-    await sign_in(page, token)
+        page: Page, operator: Account, service: Service, token: str, link: DeviceLink) -> None:
+    await sign_in(page, operator)
     before = int(await page.locator("#open-count").inner_text())
 
     await unit(link, "100001").press()  # returns once the alarm centre answered the unit
@@ -180,8 +164,9 @@ async def test_a_press_appears_within_a_second_with_customer_team_and_countdown(
 
 
 async def test_accept_records_who_answered(
-        page: Page, service: Service, token: str, link: DeviceLink, artifacts: Path) -> None:
-    await sign_in(page, token)
+        page: Page, operator: Account, service: Service, token: str, link: DeviceLink,
+        artifacts: Path) -> None:
+    await sign_in(page, operator)
     await press_and_see(page, link, "100002")
     view = await open_alarm(service, token, "100002")
     first_in_order = view["call_order"][0]["name"]
@@ -221,8 +206,9 @@ async def test_accept_records_who_answered(
 
 
 async def test_phone_kvittering_needs_a_reason_and_then_closes_the_alarm(
-        page: Page, service: Service, token: str, link: DeviceLink, artifacts: Path) -> None:
-    await sign_in(page, token)
+        page: Page, operator: Account, service: Service, token: str, link: DeviceLink,
+        artifacts: Path) -> None:
+    await sign_in(page, operator)
     await press_and_see(page, link, "100003")
     view = await open_alarm(service, token, "100003")
     card = row(page, "100003")
@@ -246,8 +232,8 @@ async def test_phone_kvittering_needs_a_reason_and_then_closes_the_alarm(
 
 
 async def test_unknown_device_is_flagged_and_sorts_above_a_called_out_alarm(
-        page: Page, service: Service, token: str, link: DeviceLink) -> None:
-    await sign_in(page, token)
+        page: Page, operator: Account, service: Service, token: str, link: DeviceLink) -> None:
+    await sign_in(page, operator)
     await press_and_see(page, link, "100004")
     await press_and_see(page, link, "990001")  # not in the register
 
@@ -261,8 +247,8 @@ async def test_unknown_device_is_flagged_and_sorts_above_a_called_out_alarm(
 
 
 async def test_check_in_and_out_change_the_badge_live_and_the_operator_closes(
-        page: Page, service: Service, token: str, link: DeviceLink) -> None:
-    await sign_in(page, token)
+        page: Page, operator: Account, service: Service, token: str, link: DeviceLink) -> None:
+    await sign_in(page, operator)
     device = await press_and_see(page, link, "100005")
     card = row(page, "100005")
     badge = card.locator('[data-role="state"]')
@@ -280,9 +266,10 @@ async def test_check_in_and_out_change_the_badge_live_and_the_operator_closes(
 
 
 async def test_queue_overview_with_every_kind_of_alarm(
-        page: Page, service: Service, token: str, link: DeviceLink, artifacts: Path) -> None:
+        page: Page, operator: Account, service: Service, token: str, link: DeviceLink,
+        artifacts: Path) -> None:
     """Protected identity, an extra site, on site, completed, and the amber and red clock."""
-    await sign_in(page, token)
+    await sign_in(page, operator)
     await press_and_see(page, link, "100006")
     await press_and_see(page, link, "100102")
     visited = await press_and_see(page, link, "100007")
@@ -348,8 +335,8 @@ async def test_queue_overview_with_every_kind_of_alarm(
 
 
 async def test_a_press_while_disconnected_shows_after_the_reconnect(
-        page: Page, token: str, link: DeviceLink, artifacts: Path) -> None:
-    await sign_in(page, token)
+        page: Page, operator: Account, token: str, link: DeviceLink, artifacts: Path) -> None:
+    await sign_in(page, operator)
     await page.context.set_offline(True)
     await expect(page.locator("#conn-text")).to_have_text("Reconnecting…")
     await expect(page.locator("#banner-conn")).to_contain_text("may be out of date")
@@ -364,16 +351,17 @@ async def test_a_press_while_disconnected_shows_after_the_reconnect(
     await expect(page.locator("#banner-conn")).to_be_hidden()
 
 
-async def test_a_revoked_token_returns_to_sign_in_with_a_message(
+async def test_a_revoked_session_returns_to_sign_in_with_a_message(
         page: Page, service: Service, link: DeviceLink, artifacts: Path) -> None:
-    temporary = make_token(service, "Temporary operator")
+    temporary = add_account(service, "Temporary operator")
     await sign_in(page, temporary)
     await press_and_see(page, link, "990003")
-    await service.db.write(
-        lambda s: s.execute(delete(User).where(User.name == "Temporary operator")))
+    now = service.clock.now()
+    await service.db.write(lambda s: revoke_tokens(s, "Temporary operator", now))
 
     await row(page, "990003").get_by_role("button", name="Details").click()
-    await expect(page.get_by_label("Access token")).to_be_visible()
-    await expect(page.locator("#signin-notice")).to_contain_text("no longer accepts your token")
+    await expect(page.locator("#signin").get_by_label("Password", exact=True)).to_be_visible()
+    await expect(page.locator("#signin-notice")).to_contain_text(
+        "Your session has ended; sign in again")
     await page.screenshot(path=artifacts / "signin-revoked.png")
     assert await page.evaluate("sessionStorage.length") == 0

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import time
 from collections.abc import AsyncIterator
@@ -30,15 +29,8 @@ from playwright.async_api import (
 
 from simulator import DeviceLink
 from tests.brokers import Broker
-from tests.e2e.test_dashboard import (
-    ARTIFACTS,
-    CHROMIUM,
-    UI_TIMEOUT_MS,
-    has_class,
-    row,
-    sign_in,
-    unit,
-)
+from tests.e2e.conftest import BROWSER_TESTS, UI_TIMEOUT_MS, Account, add_account, sign_in
+from tests.e2e.test_dashboard import ARTIFACTS, has_class, row, unit
 from tests.harness import (
     MONDAY_10_LOCAL,
     ShiftedClock,
@@ -50,11 +42,7 @@ from tests.harness import (
 )
 from trygg.runtime import Service
 
-pytestmark = [
-    pytest.mark.browser, pytest.mark.mqtt, pytest.mark.asyncio(loop_scope="module"),
-    pytest.mark.skipif(not CHROMIUM.exists() and not os.environ.get("CI"),
-                       reason=f"no Chromium at {CHROMIUM}: apt-get install chromium"),
-]
+pytestmark = BROWSER_TESTS
 
 BRO = ["100002", "100102", "100004", "100008"]  # the shipped registry's units in Bro
 KUNGSANGEN = ["100003", "100006", "100007"]  # and three of Kungsängen's
@@ -73,10 +61,13 @@ async def service(broker: Broker, tmp_path_factory: pytest.TempPathFactory,
 
 
 @pytest.fixture(scope="module")
-def token(service: Service) -> str:
-    return make_token(service, "Cecilia Operatör")
+def operator(service: Service) -> Account:
+    return add_account(service, "Cecilia Operatör")
 
 
+@pytest.fixture(scope="module")
+def token(operator: Account) -> str:
+    return operator.token
 
 
 @pytest.fixture(scope="module")
@@ -127,8 +118,9 @@ async def technical(service: Service, token: str, technical_id: int) -> dict[str
 
 
 async def test_a_power_cut_shows_a_banner_over_the_queue_and_the_incident_on_top_of_health(
-        page: Page, service: Service, token: str, link: DeviceLink, artifacts: Path) -> None:
-    await sign_in(page, token)
+        page: Page, operator: Account, service: Service, token: str, link: DeviceLink,
+        artifacts: Path) -> None:
+    await sign_in(page, operator)
     await expect(banners(page)).to_have_count(0)
 
     await report(link, BRO[:3], "mains_lost")
@@ -168,8 +160,9 @@ async def test_a_power_cut_shows_a_banner_over_the_queue_and_the_incident_on_top
 
 
 async def test_a_press_from_a_unit_in_the_power_cut_area_is_its_own_row_under_the_banner(
-        page: Page, service: Service, token: str, link: DeviceLink, artifacts: Path) -> None:
-    await sign_in(page, token)
+        page: Page, operator: Account, service: Service, token: str, link: DeviceLink,
+        artifacts: Path) -> None:
+    await sign_in(page, operator)
     await report(link, KUNGSANGEN, "mains_lost")
     banner = banners(page).filter(has_text="Power cut in Kungsängen")
     await expect(banner).to_contain_text("Power cut in Kungsängen: 3 units",
@@ -196,8 +189,9 @@ async def test_a_press_from_a_unit_in_the_power_cut_area_is_its_own_row_under_th
 
 
 async def test_a_battery_low_shows_in_health_and_the_operator_clears_it_with_a_note(
-        page: Page, service: Service, token: str, link: DeviceLink, artifacts: Path) -> None:
-    await sign_in(page, token)
+        page: Page, operator: Account, service: Service, token: str, link: DeviceLink,
+        artifacts: Path) -> None:
+    await sign_in(page, operator)
     await open_health(page)
     await report(link, ["100001"], "battery_low")
     fault = fault_row(page, "100001", "battery_low")
@@ -227,8 +221,8 @@ async def test_a_battery_low_shows_in_health_and_the_operator_clears_it_with_a_n
 
 
 async def test_clearing_an_alarm_someone_cleared_meanwhile_shows_the_servers_refusal(
-        page: Page, service: Service, token: str, link: DeviceLink) -> None:
-    await sign_in(page, token)
+        page: Page, operator: Account, service: Service, token: str, link: DeviceLink) -> None:
+    await sign_in(page, operator)
     await open_health(page)
     await report(link, ["100005"], "battery_low")
     fault = fault_row(page, "100005", "battery_low")
@@ -252,8 +246,8 @@ async def test_clearing_an_alarm_someone_cleared_meanwhile_shows_the_servers_ref
 
 
 async def test_the_link_strip_shows_the_mqtt_link_connected(
-        page: Page, token: str) -> None:
-    await sign_in(page, token)
+        page: Page, operator: Account, token: str) -> None:
+    await sign_in(page, operator)
     await open_health(page)
 
     mqtt = page.locator('#links li[data-link="mqtt"]')
@@ -264,7 +258,7 @@ async def test_the_link_strip_shows_the_mqtt_link_connected(
 
 
 async def test_a_serial_line_down_or_a_stale_link_stands_out_and_quiet_units_sort_by_overdue(
-        page: Page, service: Service, token: str, artifacts: Path) -> None:
+        page: Page, operator: Account, service: Service, token: str, artifacts: Path) -> None:
     """No serial port or silent unit in a test run: the API's answers are stood in for.
     A link name with markup in it must show as text."""
     hostile = '<img src=x onerror="window.__pwned = 1">'
@@ -298,7 +292,7 @@ async def test_a_serial_line_down_or_a_stale_link_stands_out_and_quiet_units_sor
     await page.route(re.compile(r"/api/links$"), links)
     await page.route(re.compile(r"/api/devices/health\?status=quiet&outside_incidents=true$"),
                      quiet)
-    await sign_in(page, token)
+    await sign_in(page, operator)
 
     await expect(page.locator("#banner-links")).to_contain_text(
         "Serial line /dev/ttyUSB0 is down", timeout=UI_TIMEOUT_MS)
@@ -329,8 +323,8 @@ async def test_a_serial_line_down_or_a_stale_link_stands_out_and_quiet_units_sor
 
 
 async def test_a_burst_of_health_messages_reloads_the_lists_about_once_a_second(
-        page: Page, service: Service, token: str) -> None:
-    await sign_in(page, token)
+        page: Page, operator: Account, service: Service, token: str) -> None:
+    await sign_in(page, operator)
     await open_health(page)
     await expect(page.locator('#links li[data-link="mqtt"]')).to_be_visible()
     reloads: list[float] = []

@@ -8,7 +8,6 @@ can tell how long a live update of the full queue keeps the page busy.
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 
 import pytest
@@ -18,23 +17,13 @@ from playwright.async_api import Browser, Page, expect
 from core.clock import FakeClock
 from simulator import DeviceLink
 from tests.brokers import Broker
-from tests.e2e.test_dashboard import (
-    ARTIFACTS,
-    CHROMIUM,
-    UI_TIMEOUT_MS,
-    row,
-    sign_in,
-    unit,
-)
+from tests.e2e.conftest import BROWSER_TESTS, UI_TIMEOUT_MS, Account, add_account, sign_in
+from tests.e2e.test_dashboard import ARTIFACTS, row, unit
 from tests.e2e.test_queue import NOW, seed
-from tests.harness import api, make_token, running_service, sqlite_url, test_settings
+from tests.harness import api, running_service, sqlite_url, test_settings
 from trygg.runtime import Service
 
-pytestmark = [
-    pytest.mark.browser, pytest.mark.mqtt, pytest.mark.asyncio(loop_scope="module"),
-    pytest.mark.skipif(not CHROMIUM.exists() and not os.environ.get("CI"),
-                       reason=f"no Chromium at {CHROMIUM}: apt-get install chromium"),
-]
+pytestmark = BROWSER_TESTS
 
 FULL_QUEUE_TIMEOUT_MS = 15000
 # Busy-time budget of one live update of a 1,500-row queue. Generous for a loaded CI
@@ -58,8 +47,13 @@ async def service(broker: Broker, tmp_path_factory: pytest.TempPathFactory,
 
 
 @pytest.fixture(scope="module")
-def token(service: Service) -> str:
-    return make_token(service, "Berit Operatör")
+def operator(service: Service) -> Account:
+    return add_account(service, "Berit Operatör")
+
+
+@pytest.fixture(scope="module")
+def token(operator: Account) -> str:
+    return operator.token
 
 
 @pytest_asyncio.fixture(loop_scope="module")
@@ -108,10 +102,10 @@ async def busy_ms_since(page: Page, mark: int) -> tuple[int, float]:
 
 
 async def test_the_dashboard_shows_all_1500_open_alarms_most_urgent_first_and_stays_live(
-        page: Page, service: Service, token: str, link: DeviceLink) -> None:
+        page: Page, operator: Account, service: Service, token: str, link: DeviceLink) -> None:
     waiting = seed(service.db, service.clock, 1500, every_nth_without_team=50)
 
-    await sign_in(page, token)
+    await sign_in(page, operator)
     await expect_rows(page, 1500)
     first = page.locator("li.alarm").first
     await expect(first).to_have_attribute("data-id", str(waiting[0]))
@@ -145,8 +139,8 @@ async def test_the_dashboard_shows_all_1500_open_alarms_most_urgent_first_and_st
 
 
 async def test_a_resync_brings_in_alarms_the_live_feed_missed(
-        page: Page, service: Service, token: str) -> None:
-    await sign_in(page, token)
+        page: Page, operator: Account, service: Service, token: str) -> None:
+    await sign_in(page, operator)
     before = len(await server_order(service, token))
     await expect_rows(page, before)
     missed = seed(service.db, service.clock, 40)  # written behind the live feed's back
@@ -159,7 +153,7 @@ async def test_a_resync_brings_in_alarms_the_live_feed_missed(
 
 
 async def test_closed_alarms_list_a_page_at_a_time_with_load_more(
-        page: Page, service: Service, token: str) -> None:
+        page: Page, operator: Account, service: Service, token: str) -> None:
     seed(service.db, service.clock, 70, state="closed")
     async with api(service, token) as client:
         closed: list[int] = []
@@ -171,7 +165,7 @@ async def test_closed_alarms_list_a_page_at_a_time_with_load_more(
             cursor = body["next_cursor"]
             if cursor is None:
                 break
-    await sign_in(page, token)
+    await sign_in(page, operator)
 
     await page.get_by_text("Closed alarms", exact=True).click()
     history = page.locator("#history-list li")

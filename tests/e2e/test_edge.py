@@ -18,7 +18,7 @@ from playwright.async_api import ConsoleMessage, Page, Request, Route, expect
 from prometheus_client import REGISTRY
 
 from tests.brokers import Broker
-from tests.e2e.test_dashboard import CHROMIUM
+from tests.e2e.conftest import CHROMIUM
 from tests.harness import api, make_token, running_service, sqlite_url, test_settings
 from trygg.runtime import Service
 

@@ -1,5 +1,10 @@
-// Trygg operator dashboard: sign-in, the live alarm queue, and the operator's actions.
+// Trygg dashboard: sign-in, the live alarm queue and the operator's actions, with the
+// views of the other roles (device health, users, the audit log) beside it.
 // Plain ES modules, no build step, nothing loaded from outside this server.
+//
+// The session is an HttpOnly cookie set by POST /api/session: the page never holds its
+// secret and keeps nothing about it in the browser's storage. Any 401, or the stream's
+// "signed_out", means the session ended: back to the sign-in page.
 
 import {
   AWAITING_CHECK_IN, ROUTE_LABEL, SHIFT_LABEL, STATE_LABEL,
@@ -7,11 +12,16 @@ import {
   isBehind, isOpen,
 } from "./model.js";
 import { h, hidden } from "./dom.js";
+import { createAudit } from "./audit.js";
 import { createHealth } from "./health.js";
+import { VIEWS, mayDo, mayView, roleText, viewsOf } from "./roles.js";
 import { openStream } from "./stream.js";
+import { createUsers } from "./users.js";
 
-const TOKEN_KEY = "trygg.token";
 const SOUND_KEY = "trygg.sound";
+const OLD_TOKEN_KEY = "trygg.token"; // where versions that took a pasted token kept it
+const ENDED = "Your session has ended; sign in again.";
+const RESUME_RETRY_MS = 5000;
 const SAFETY_REFETCH_MS = 60000; // belt and braces next to the live feed
 const READY_POLL_MS = 15000;
 const NEW_HIGHLIGHT_MS = 12000;
@@ -23,8 +33,9 @@ const $ = (id) => document.getElementById(id);
 // -- state ----------------------------------------------------------------------------------
 
 const S = {
-  token: null,
-  me: null,
+  me: null, // who is signed in: {name, role, team, kind, expires_at}; null on the sign-in page
+  session: 0, // counts sign-ins in this tab: an answer to an earlier one's request is stale
+  views: [], // the views the role may use, in tab order
   stream: null,
   conn: "connecting", // connecting | live | reconnecting
   offsetMs: 0, // server time minus client time
@@ -36,6 +47,11 @@ const S = {
   timers: [],
   renderQueued: false,
   details: null, // id of the alarm open in the details dialog
+  detailsView: null, // the last view of it, as shown
+  // A protected identity revealed in the details dialog: {id, data}. Memory only, for
+  // that dialog: never in the queue, the history or storage; gone when either closes.
+  reveal: null,
+  resumeTimer: null,
   history: { cursor: null, seq: 0 }, // the closed list: next page, and which opening it is
   sound: localStorage.getItem(SOUND_KEY) === "on",
   audio: null,
@@ -44,18 +60,22 @@ const S = {
 
 const serverNow = () => Date.now() + S.offsetMs;
 let health = null; // the device-health view (health.js), made in wire()
+let users = null; // the users view (users.js), for admins
+let audit = null; // the audit log view (audit.js)
 
 // -- HTTP -------------------------------------------------------------------------------------
 
 class SignedOut extends Error {}
 
-async function api(path, { method = "GET", body, token = S.token } = {}) {
-  const headers = { Authorization: `Bearer ${token}` };
+/** Call the API with the session cookie. A 401 while signed in ends the session here too. */
+async function api(path, { method = "GET", body } = {}) {
+  const session = S.session;
+  const headers = {};
   if (body !== undefined) headers["Content-Type"] = "application/json";
   let res;
   try {
     res = await fetch(path, {
-      method, headers, cache: "no-store",
+      method, headers, credentials: "same-origin", cache: "no-store",
       body: body === undefined ? undefined : JSON.stringify(body),
     });
   } catch {
@@ -67,11 +87,24 @@ async function api(path, { method = "GET", body, token = S.token } = {}) {
   } catch {
     data = null;
   }
-  if (res.status === 401 && token === S.token && S.token) {
-    signOut("The server no longer accepts your token (it may have been revoked). Sign in again.");
+  // An answer to a request of an earlier sign-in (another user, maybe): dropped unseen.
+  if (session !== S.session) throw new SignedOut();
+  if (res.status === 401 && S.me) {
+    sessionEnded();
     throw new SignedOut();
   }
+  if (res.status === 403 && S.me) recheckSession();
   return { ok: res.ok, status: res.status, body: data };
+}
+
+/** What the server says about the session: {status, me}; status 0 if it did not answer. */
+async function currentSession() {
+  try {
+    const res = await fetch("/api/session", { credentials: "same-origin", cache: "no-store" });
+    return { status: res.status, me: res.ok ? await res.json() : null };
+  } catch {
+    return { status: 0, me: null };
+  }
 }
 
 // -- sign-in ----------------------------------------------------------------------------------
@@ -82,44 +115,96 @@ function showSignIn(notice) {
   const n = $("signin-notice");
   n.hidden = !notice;
   n.textContent = notice || "";
-  $("signin-error").hidden = true;
-  $("token-input").value = "";
+  clearSigninError();
+  $("signin-name").value = "";
+  $("signin-password").value = "";
   document.title = "Sign in — Trygg";
-  $("token-input").focus();
+  S.lastTitle = "";
+  $("signin-name").focus();
 }
 
-function signinError(text) {
+function clearSigninError() {
+  $("signin-error").hidden = true;
+  $("signin-error").textContent = "";
+  $("signin-name").removeAttribute("aria-invalid");
+  $("signin-password").removeAttribute("aria-invalid");
+}
+
+function signinError(text, field) {
   const e = $("signin-error");
   e.textContent = text;
   e.hidden = false;
-  $("token-input").setAttribute("aria-invalid", "true");
-  $("token-input").focus();
+  if (field) {
+    field.setAttribute("aria-invalid", "true");
+    field.focus();
+  }
+}
+
+/** "Too many failed sign-ins ...; try again in 15 minutes (at 10:47)." */
+function lockedText(res, body) {
+  const wait = Number(res.headers.get("Retry-After"));
+  const detail = errorText(body, "");
+  const text = detail
+    ? detail.charAt(0).toUpperCase() + detail.slice(1)
+    : `Too many failed sign-ins. Try again in ${Math.max(1, Math.ceil(wait / 60))} minutes`;
+  return Number.isFinite(wait) && wait > 0
+    ? `${text} (at ${clockTime(new Date(Date.now() + wait * 1000).toISOString()).slice(0, 5)}).`
+    : `${text}.`;
 }
 
 async function onSignIn(event) {
   event.preventDefault();
-  const token = $("token-input").value.trim();
-  $("signin-error").hidden = true;
-  $("token-input").removeAttribute("aria-invalid");
-  if (!token) {
-    signinError("Paste your access token first.");
+  const nameField = $("signin-name");
+  const passwordField = $("signin-password");
+  const name = nameField.value.trim();
+  const password = passwordField.value;
+  clearSigninError();
+  if (!name) {
+    signinError("Enter your name.", nameField);
+    return;
+  }
+  if (!password) {
+    signinError("Enter your password.", passwordField);
     return;
   }
   const button = $("signin-button");
   button.disabled = true;
   button.textContent = "Signing in…";
   try {
-    const res = await api("/api/me", { token });
-    if (res.network) {
-      signinError("Cannot reach the Trygg server. Check the network and try again.");
+    let res;
+    try {
+      res = await fetch("/api/session", {
+        method: "POST", credentials: "same-origin", cache: "no-store",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ name, password }),
+      });
+    } catch {
+      signinError("Cannot reach the Trygg server. Check the network and try again.", passwordField);
+      return;
+    }
+    let body = null;
+    try {
+      body = await res.json();
+    } catch {
+      body = null;
+    }
+    passwordField.value = "";
+    if (res.ok && body) {
+      // The answer carries the session's secret for scripts; the page has the cookie and
+      // keeps only who signed in.
+      const { token: _secret, idle_timeout_s: _idle, ...me } = body;
+      startApp(me);
+      tellOtherTabs();
     } else if (res.status === 401) {
-      signinError("That token was not accepted. Check that you pasted all of it.");
-    } else if (!res.ok) {
-      signinError(`The server could not sign you in (${res.status}). Try again.`);
+      signinError("Wrong name or password. Check both and try again.", passwordField);
+    } else if (res.status === 403) {
+      signinError("This user is disabled. Ask an administrator to enable it.", nameField);
+    } else if (res.status === 429) {
+      signinError(lockedText(res, body), passwordField);
+    } else if (res.status === 422) {
+      signinError(errorText(body, "Check the name and the password."), nameField);
     } else {
-      sessionStorage.setItem(TOKEN_KEY, token);
-      $("token-input").value = "";
-      startApp(token, res.body);
+      signinError(`The server could not sign you in (${res.status}). Try again.`, passwordField);
     }
   } finally {
     button.disabled = false;
@@ -127,76 +212,129 @@ async function onSignIn(event) {
   }
 }
 
-function signOut(notice) {
+/** The sign-out button: end the session on the server, then the sign-in page. */
+async function signOut() {
+  const button = $("signout");
+  button.disabled = true;
+  let res;
+  try {
+    res = await fetch("/api/session", { method: "DELETE", credentials: "same-origin", cache: "no-store" });
+  } catch {
+    res = null;
+  } finally {
+    button.disabled = false;
+  }
+  if (!res || (!res.ok && res.status !== 401)) { // 401: it had ended already
+    toast(res ? `The server could not sign you out (${res.status}). You are still signed in; try again.`
+      : "Cannot reach the server: you are still signed in. Try again.", "error");
+    return;
+  }
   stopApp();
-  sessionStorage.removeItem(TOKEN_KEY);
-  showSignIn(notice);
+  showSignIn("You have signed out.");
+  tellOtherTabs();
 }
+
+/** The server no longer accepts the session: expired, idle, revoked or the user disabled. */
+function sessionEnded() {
+  if (!S.me) return;
+  stopApp();
+  showSignIn(ENDED);
+}
+
+/**
+ * Ask again whom the cookie signs in, and follow: a 403 may mean an admin changed this
+ * user's role meanwhile; another tab of this browser (same cookie) signed in or out.
+ */
+let rechecking = false;
+async function recheckSession() {
+  if (rechecking) return;
+  rechecking = true;
+  try {
+    const { status, me } = await currentSession();
+    if (status === 401) {
+      sessionEnded();
+    } else if (me && (!S.me || me.name !== S.me.name || me.role !== S.me.role || me.team !== S.me.team)) {
+      const sameName = S.me?.name === me.name;
+      startApp(me);
+      toast(sameName ? `Your role is now ${roleText(me)}.` : `Signed in as ${me.name} (in another tab).`);
+    }
+  } finally {
+    rechecking = false;
+  }
+}
+
+// Tabs of one browser share the session cookie: one signing in or out tells the others,
+// which then ask the server (the message carries nothing but "look again").
+const tabs = "BroadcastChannel" in window ? new BroadcastChannel("trygg.session") : null;
+const tellOtherTabs = () => tabs?.postMessage("session-changed");
 
 // -- the console ------------------------------------------------------------------------------
 
-function startApp(token, me) {
+function startApp(me) {
   stopApp();
-  S.token = token;
+  clearTimeout(S.resumeTimer);
   S.me = me;
+  S.views = viewsOf(me.role);
   $("signin").hidden = true;
   $("app").hidden = false;
   showUser();
+  const queue = mayView(me.role, "queue");
+  $("open-count-box").hidden = !queue;
+  $("sound-toggle").hidden = !queue;
+  for (const view of VIEWS) $(`view-${view}`).hidden = !S.views.includes(view);
   setConn("connecting");
-  S.stream = openStream("/api/stream", token, {
+  // Every role reads the stream: it says when the session ends, and brings the alarms
+  // and device health the role may see.
+  S.stream = openStream("/api/stream", {
     onOpen: () => {
       setConn("live");
-      loadList();
-      health.reload();
-      if (!S.me) loadMe();
+      if (queue) loadList();
+      if (mayView(me.role, "health")) health.reload();
     },
     onEvent: onStreamEvent,
     onDown: ({ attempt, retryInMs }) => setConn("reconnecting", { attempt, retryInMs }),
-    onUnauthorized: () =>
-      signOut("The server no longer accepts your token (it may have been revoked). Sign in again."),
+    onUnauthorized: sessionEnded,
   });
-  loadList();
-  health.start();
+  if (queue) {
+    loadList();
+    S.timers.push(setInterval(() => { if (S.conn === "live") loadList(); }, SAFETY_REFETCH_MS));
+  }
+  if (mayView(me.role, "health")) health.start();
   checkReady();
-  showView(false);
   S.timers.push(setInterval(tick, 500));
-  S.timers.push(setInterval(() => { if (S.conn === "live") loadList(); }, SAFETY_REFETCH_MS));
   S.timers.push(setInterval(checkReady, READY_POLL_MS));
-  $("queue-title").focus?.();
+  showView(true);
 }
 
 function stopApp() {
+  S.session += 1; // whatever is still on its way belongs to the session that ends here
   if (S.stream) S.stream.stop();
   S.stream = null;
   S.timers.forEach(clearInterval);
   S.timers = [];
   health.stop();
-  S.token = null;
+  users.stop();
+  audit.stop();
   S.me = null;
+  S.views = [];
   S.alarms.clear();
   S.gone.clear();
   S.cards.clear();
   S.fresh.clear();
+  S.reveal = null;
+  S.detailsView = null;
   $("queue").replaceChildren();
   resetHistory();
   for (const d of document.querySelectorAll("dialog[open]")) d.close();
-}
-
-async function loadMe() {
-  try {
-    const res = await api("/api/me");
-    if (res.ok) {
-      S.me = res.body;
-      showUser();
-    }
-  } catch (e) {
-    if (!(e instanceof SignedOut)) throw e;
-  }
+  $("details-body").replaceChildren();
+  $("banner-conn").hidden = true;
+  $("banner-ready").hidden = true;
 }
 
 function showUser() {
-  $("user-name").textContent = S.me ? S.me.name : "…";
-  $("user-role").textContent = S.me ? S.me.role : "";
+  $("user-name").textContent = S.me ? S.me.name : "";
+  $("user-role").textContent = roleText(S.me);
+  $("user").title = S.me?.expires_at ? `Signed in until ${dateTime(S.me.expires_at).slice(0, 16)}` : "";
 }
 
 function setConn(conn, info) {
@@ -236,7 +374,7 @@ function onStreamEvent(name, data) {
     loadList();
     health.changed();
   } else if (name === "signed_out") {
-    signOut("The server no longer accepts your token (it may have been revoked). Sign in again.");
+    sessionEnded();
   }
 }
 
@@ -253,7 +391,7 @@ async function loadList() {
   } finally {
     S.listFetches.delete(touched);
   }
-  if (!res.ok || !S.token) return;
+  if (!res.ok || !S.me) return;
   const received = Date.now();
   S.offsetMs = Date.parse(res.body.server_time) - (sent + received) / 2;
   const listed = new Set();
@@ -274,6 +412,7 @@ function upsert(view, live) {
   const held = S.alarms.get(view.id);
   if (held && isBehind(view, held)) return;
   const { log: _log, ...plain } = view;
+  if (!isOpen(plain) && S.reveal?.id === plain.id) S.reveal = null; // closed: the identity goes
   if (plain.state === "closed") {
     S.alarms.delete(plain.id);
     S.gone.set(plain.id, plain);
@@ -458,27 +597,29 @@ function fillCard(li, v) {
   return countdownParts;
 }
 
+/** The buttons of one alarm that the signed-in role may use (an alarm manager: Details only). */
 function actionButtons(v, inDetails) {
   const label = hidden(` alarm ${v.id}`);
   const buttons = [];
-  const canAccept = v.state === "received" || v.state === "called_out";
+  const may = (action) => mayDo(S.me?.role, action);
+  const canAccept = may("accept") && (v.state === "received" || v.state === "called_out");
   if (canAccept) {
     buttons.push(h("button", { type: "button", class: "btn btn-primary", dataset: { action: "accept" } },
       "Accept…", label.cloneNode(true)));
   }
-  if (v.state === "completed") {
+  if (may("close") && v.state === "completed") {
     buttons.push(h("button", { type: "button", class: "btn btn-primary", dataset: { action: "close" } },
       "Close alarm", label.cloneNode(true)));
   }
-  if (v.team && AWAITING_CHECK_IN.includes(v.state)) {
+  if (may("call-out") && v.team && AWAITING_CHECK_IN.includes(v.state)) {
     buttons.push(h("button", { type: "button", class: "btn", dataset: { action: "call-out" } },
       "Call out again", label.cloneNode(true)));
   }
-  if (isOpen(v)) {
+  if (may("kvittering") && isOpen(v)) {
     buttons.push(h("button", { type: "button", class: "btn", dataset: { action: "kvittering" } },
       "Phone kvittering…", label.cloneNode(true)));
   }
-  if (!inDetails) {
+  if (!inDetails && may("details")) {
     buttons.push(h("button", { type: "button", class: "btn btn-quiet", dataset: { action: "details" } },
       "Details", label.cloneNode(true)));
   }
@@ -517,11 +658,13 @@ function updateTitle() {
   $("open-count-label").textContent = open === 1 ? "open alarm" : "open alarms";
   $("open-count").parentElement.classList.toggle("has-open", open > 0);
   $("open-count").parentElement.title = toClose ? `${toClose} completed, waiting to be closed` : "";
-  if ($("app").hidden) return;
+  if ($("app").hidden || !S.me) return;
   // Most telling first: a background tab shows only the start of its title.
   const counts = S.overdue ? `${open} · ${S.overdue} overdue` : `${open}`;
   const prefix = S.conn === "live" ? "" : "Reconnecting · ";
-  const title = `${prefix}(${counts}) Trygg alarm queue`;
+  const title = S.views.includes("queue")
+    ? `${prefix}(${counts}) Trygg alarm queue`
+    : `${prefix}${VIEW_TITLE[currentView()] || ""} — Trygg`;
   if (title !== S.lastTitle) {
     document.title = title;
     S.lastTitle = title;
@@ -550,7 +693,7 @@ function runAction(id, action, button) {
 }
 
 function restoreFocus() {
-  if (!returnFocus) return;
+  if (!returnFocus || !S.me) return;
   const card = S.cards.get(returnFocus.id);
   const closed = document.querySelector(`#history-list li[data-id="${returnFocus.id}"] button`);
   if (card && card.el.isConnected) {
@@ -733,6 +876,7 @@ async function onKvittSubmit(event) {
 // -- details ------------------------------------------------------------------------------
 
 async function openDetails(id) {
+  if (S.details !== id) S.reveal = null;
   S.details = id;
   const dialog = $("details-dialog");
   $("details-title").textContent = `Alarm ${id}`;
@@ -757,10 +901,85 @@ async function refreshDetails() {
   }
   if (seq !== detailsSeq || S.details !== id) return;
   if (!res.ok) {
+    S.reveal = null;
     $("details-body").replaceChildren(h("p", { class: "form-error" }, failureText(res)));
     return;
   }
   renderDetails(res.body);
+}
+
+/**
+ * A protected identity in the details: masked like everywhere, and for an operator on an
+ * open alarm the audited reveal. What it shows lives in S.reveal for this dialog only.
+ */
+function protectedSection(v) {
+  if (!v.customer?.protected_identity) return null;
+  if (!isOpen(v) || (S.reveal && S.reveal.id !== v.id)) S.reveal = null;
+  const shown = S.reveal?.data;
+  if (shown) {
+    const site = shown.site || {};
+    return h("section", { class: "details-section protected is-revealed", "aria-labelledby": "protected-title" },
+      h("h3", { id: "protected-title" }, "Protected identity ",
+        h("span", { class: "tag tag-revealed" }, "Revealed")),
+      h("dl", { class: "facts", dataset: { role: "revealed" } },
+        fact("Name", shown.customer?.name),
+        fact("Address", [site.address, site.postal_code].filter(Boolean).join(", ") || "—"),
+        fact("Door name", site.door_name || "—")),
+      h("p", { class: "help" },
+        `Revealed at ${clockTime(shown.revealed_at)} and recorded in the audit log. `,
+        "Shown only here, while this alarm is open: it is not kept when you close these details."),
+      h("button", { type: "button", class: "btn btn-small", dataset: { action: "hide-identity" } },
+        "Hide protected identity"));
+  }
+  const may = mayDo(S.me?.role, "reveal") && isOpen(v);
+  return h("section", { class: "details-section protected", "aria-labelledby": "protected-title" },
+    h("h3", { id: "protected-title" }, "Protected identity"),
+    h("p", { class: "help" }, may
+      ? "Name, address and door name are masked. Show them only if you need them to handle this alarm: " +
+        "who, when and which alarm are recorded in the audit log."
+      : "Name, address and door name are masked (skyddade personuppgifter)."),
+    h("p", { id: "reveal-error", class: "form-error", role: "alert", hidden: true }),
+    may && h("button", { type: "button", class: "btn btn-danger", dataset: { action: "reveal" } },
+      "Show protected identity"));
+}
+
+async function revealIdentity(button) {
+  const id = S.details;
+  if (id == null) return;
+  button.disabled = true;
+  let res;
+  try {
+    res = await api(`/api/alarms/${id}/reveal`, { method: "POST" });
+  } catch (e) {
+    if (e instanceof SignedOut) return;
+    throw e;
+  } finally {
+    button.disabled = false;
+  }
+  if (S.details !== id) return; // the dialog closed meanwhile: show nothing
+  if (res.ok) {
+    S.reveal = { id, data: res.body };
+    if (S.detailsView) renderDetails(S.detailsView);
+    $("details-body").querySelector('[data-action="hide-identity"]')?.focus();
+  } else {
+    const error = $("reveal-error");
+    if (error) {
+      error.textContent = failureText(res);
+      error.hidden = false;
+    }
+    if (res.status === 409) refreshDetails();
+  }
+}
+
+function onDetailsBodyClick(event) {
+  const button = event.target.closest("button[data-action]");
+  if (!button) return;
+  if (button.dataset.action === "reveal") revealIdentity(button);
+  else if (button.dataset.action === "hide-identity") {
+    S.reveal = null;
+    if (S.detailsView) renderDetails(S.detailsView);
+    $("details-body").querySelector('[data-action="reveal"]')?.focus();
+  }
 }
 
 function fact(label, value) {
@@ -769,6 +988,7 @@ function fact(label, value) {
 }
 
 function renderDetails(v) {
+  S.detailsView = v;
   $("details-title").textContent = v.unknown_device
     ? `Alarm ${v.id}: unknown device ${v.cid}`
     : `Alarm ${v.id}: ${v.customer?.name || `unit ${v.cid}`}`;
@@ -818,7 +1038,7 @@ function renderDetails(v) {
           : `${STATE_LABEL[e.from_state] || e.from_state} → ${STATE_LABEL[e.to_state] || e.to_state}`),
         h("td", {}, e.actor),
         h("td", {}, e.note || ""))))));
-  $("details-body").replaceChildren(facts, callOrder || "", log);
+  $("details-body").replaceChildren(protectedSection(v) || "", facts, callOrder || "", log);
   const actions = $("details-actions");
   const focusedAction = actions.contains(document.activeElement) ? document.activeElement.dataset.action : null;
   actions.replaceChildren(...actionButtons(v, true));
@@ -952,16 +1172,28 @@ async function checkReady() {
 
 // -- views ----------------------------------------------------------------------------------
 
-/** The alarm queue or device health, by the address's #fragment (so a reload keeps it). */
+const VIEW_TITLE = { queue: "Alarm queue", health: "Device health", users: "Users", audit: "Audit log" };
+
+/** The view in the address's #fragment if the role may use it (a reload keeps it), else its first. */
+function currentView() {
+  const wanted = location.hash.slice(1);
+  return S.views.includes(wanted) ? wanted : S.views[0];
+}
+
 function showView(moveFocus) {
-  const view = location.hash === "#health" ? "health" : "queue";
-  $("queue-view").hidden = view !== "queue";
-  $("health-view").hidden = view !== "health";
-  for (const [name, tab] of [["queue", $("view-queue")], ["health", $("view-health")]]) {
+  if (!S.me) return;
+  const view = currentView();
+  for (const name of VIEWS) {
+    $(`${name}-view`).hidden = name !== view;
+    const tab = $(`view-${name}`);
     if (name === view) tab.setAttribute("aria-current", "page");
     else tab.removeAttribute("aria-current");
   }
-  if (moveFocus) $(view === "health" ? "health-title" : "queue-title").focus();
+  if (view === "users") users.show();
+  if (view === "audit") audit.show();
+  if (moveFocus && view) $(`${view}-title`).focus();
+  S.lastTitle = "";
+  updateTitle();
 }
 
 // -- wiring ---------------------------------------------------------------------------------
@@ -972,9 +1204,18 @@ function wire() {
     announce: (text) => { $("announcer").textContent = text; },
   });
   health.wire();
+  const deps = { api, SignedOut, toast, me: () => S.me };
+  users = createUsers(deps);
+  users.wire();
+  audit = createAudit(deps);
+  audit.wire();
   window.addEventListener("hashchange", () => showView(true));
   $("signin-form").addEventListener("submit", onSignIn);
-  $("signout").addEventListener("click", () => signOut("You have signed out."));
+  for (const field of ["signin-name", "signin-password"]) {
+    $(field).addEventListener("input", () => $(field).removeAttribute("aria-invalid"));
+  }
+  $("signout").addEventListener("click", signOut);
+  tabs?.addEventListener("message", recheckSession);
   $("queue").addEventListener("click", onQueueClick);
   $("history").addEventListener("toggle", () => { if ($("history").open) loadHistory(true); });
   $("history-more").addEventListener("click", () => loadHistory(false));
@@ -988,6 +1229,7 @@ function wire() {
     });
   }
   $("details-actions").addEventListener("click", onDetailsAction);
+  $("details-body").addEventListener("click", onDetailsBodyClick);
   $("sound-toggle").addEventListener("click", () => {
     S.sound = !S.sound;
     localStorage.setItem(SOUND_KEY, S.sound ? "on" : "off");
@@ -999,7 +1241,14 @@ function wire() {
       if (event.target.closest("[data-close]")) dialog.close();
     });
     dialog.addEventListener("close", () => {
-      if (dialog.id === "details-dialog") S.details = null;
+      if (dialog.id === "details-dialog") {
+        // A revealed identity does not outlive the dialog, in memory or in the page.
+        S.details = null;
+        S.detailsView = null;
+        S.reveal = null;
+        $("details-body").replaceChildren();
+      }
+      if (dialog.dataset.owner) return; // health.js and users.js put focus back themselves
       if (dialog.id === "clear-dialog") return; // health.js puts focus back itself
       // the next dialog may already be opening (details -> accept); focus goes back later
       if (!document.querySelector("dialog[open]")) restoreFocus();
@@ -1015,23 +1264,30 @@ function wire() {
   showSound();
 }
 
-async function boot() {
-  wire();
-  $("queue-title").setAttribute("tabindex", "-1");
-  const token = sessionStorage.getItem(TOKEN_KEY);
-  if (!token) {
-    showSignIn();
-    return;
-  }
-  const res = await api("/api/me", { token });
-  if (res.ok) startApp(token, res.body);
-  else if (res.status === 401) {
-    sessionStorage.removeItem(TOKEN_KEY);
-    showSignIn("Your token is no longer accepted. Sign in again.");
+/** On load, and while the server cannot be reached: the app if signed in, else sign-in. */
+async function resume() {
+  S.resumeTimer = null;
+  const { status, me } = await currentSession();
+  if (S.me) return; // signed in meanwhile
+  if (me) {
+    startApp(me);
+  } else if (status === 401) {
+    if ($("signin").hidden) showSignIn();
+    else $("signin-notice").hidden = true;
   } else {
-    // The server is restarting or the network is down: keep the session, keep trying.
-    startApp(token, null);
+    // The server is restarting or the network is down: the session may well be alive.
+    if ($("signin").hidden) showSignIn();
+    const n = $("signin-notice");
+    n.textContent = "Cannot reach the Trygg server. Trying again…";
+    n.hidden = false;
+    S.resumeTimer = setTimeout(resume, RESUME_RETRY_MS);
   }
+}
+
+function boot() {
+  sessionStorage.removeItem(OLD_TOKEN_KEY);
+  wire();
+  resume();
 }
 
 boot();

@@ -1,5 +1,6 @@
-// Server-Sent Events over fetch(), so the bearer token can go in a header (EventSource
-// cannot send one). Reconnects with backoff until stopped.
+// Server-Sent Events over fetch(), signed in by the session cookie (HttpOnly: the page
+// never holds the secret). fetch(), not EventSource, so a refused session (401) is told
+// apart from a dropped link. Reconnects with backoff until stopped.
 
 export class Unauthorized extends Error {}
 
@@ -13,7 +14,7 @@ const SILENCE_LIMIT_MS = 40000;
  * handlers: onOpen(), onEvent(name, data), onDown({attempt, retryInMs, error}), onUnauthorized().
  * Every (re)connection calls onOpen once the server answered 200, before any event.
  */
-export function openStream(url, token, handlers) {
+export function openStream(url, handlers) {
   let stopped = false;
   let controller = null;
   let attempt = 0;
@@ -33,11 +34,12 @@ export function openStream(url, token, handlers) {
     let gotData = false;
     try {
       const res = await fetch(url, {
-        headers: { Authorization: `Bearer ${token}`, Accept: "text/event-stream" },
+        headers: { Accept: "text/event-stream" },
+        credentials: "same-origin",
         cache: "no-store",
         signal: controller.signal,
       });
-      if (res.status === 401) throw new Unauthorized("token refused");
+      if (res.status === 401) throw new Unauthorized("session refused");
       if (!res.ok || !res.body) throw new Error(`stream answered ${res.status}`);
       handlers.onOpen();
       const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();

@@ -283,7 +283,8 @@ async def test_queue_overview_with_every_kind_of_alarm(
 
     protected = row(page, "100006")
     await expect(protected).to_contain_text("Skyddad identitet")
-    await expect(protected).not_to_contain_text("Skyddad adress")
+    await expect(protected).not_to_contain_text("Karin Dold")
+    await expect(protected).not_to_contain_text("Gömda gränd")
     extra = row(page, "100102")
     await expect(extra.locator(".tag-extra")).to_have_text("Extra")
     await expect(extra).to_contain_text("Sommarstugevägen 7")

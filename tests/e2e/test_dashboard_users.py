@@ -2,9 +2,9 @@
 protected identity, and what a responder, a TFH technician and an alarm manager see.
 Headless Chromium against the real service; presses from simulated units over MQTT.
 
-The registry is the shipped one, except that its protected customer (K-1006, unit
-100006) has an invented name, address and door name in clear, so a test can tell the
-revealed identity from the mask.
+The registry is the shipped one; its protected customer (K-1006, unit 100006) has a
+fictional name, address and door name, so a test can tell the revealed identity from
+the mask.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import pytest
 import pytest_asyncio
 from playwright.async_api import Page, expect
 
-from core.settings import SHIPPED_CONFIG
 from dispatch.views import MASK
 from simulator import DeviceLink
 from tests.brokers import Broker
@@ -36,32 +35,18 @@ from trygg.runtime import Service
 
 pytestmark = BROWSER_TESTS
 
-PROTECTED_CID = "100006"  # K-1006, the shipped registry's customer with protected identity
+# K-1006, the shipped registry's customer with protected identity, as it is stored.
+PROTECTED_CID = "100006"
 HIDDEN_NAME = "Karin Dold"
 HIDDEN_ADDRESS = "Gömda gränd 5"
 HIDDEN_DOOR = "K. Dold"
-
-
-def registry_with_a_named_protected_customer(folder: Path) -> Path:
-    text = SHIPPED_CONFIG.read_text(encoding="utf-8")
-    shipped = ("    name: Skyddad identitet\n    protected_identity: true\n",
-               "        address: Skyddad adress\n")
-    assert all(part in text for part in shipped), "the shipped protected customer changed"
-    text = text.replace(shipped[0], f"    name: {HIDDEN_NAME}\n    protected_identity: true\n")
-    text = text.replace(shipped[1], f"        address: {HIDDEN_ADDRESS}\n"
-                                    f'        postal_code: "196 99"\n'
-                                    f"        door_name: {HIDDEN_DOOR}\n")
-    path = folder / "municipality.yaml"
-    path.write_text(text, encoding="utf-8")
-    return path
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def service(broker: Broker, tmp_path_factory: pytest.TempPathFactory,
                   ) -> AsyncIterator[Service]:
     folder = tmp_path_factory.mktemp("dashboard-users")
-    settings = test_settings(broker, sqlite_url(folder),
-                             config=registry_with_a_named_protected_customer(folder))
+    settings = test_settings(broker, sqlite_url(folder))
     async with running_service(settings, clock=ShiftedClock(MONDAY_10_LOCAL)) as svc:
         yield svc
 

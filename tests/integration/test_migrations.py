@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
+import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy import column, insert, table, text
+from sqlalchemy.exc import DBAPIError
 
 import core.inbox  # noqa: F401  (registers the inbox tables)
 import dispatch.models  # noqa: F401  (registers the dispatch tables)
-from core.db import Base, Database
-from trygg.migrations import upgrade
+from core.db import Base, Database, UTCDateTime
+from dispatch import audit
+from dispatch.signin import SessionPolicy, principal_for
+from dispatch.users import digest
+from tests.conftest import needs_postgres
+from trygg.migrations import alembic_config, upgrade
 
 
 def _drift(db: Database) -> list[object]:
@@ -30,3 +40,82 @@ def test_migrated_schema_matches_the_models(database_url: str) -> None:
         assert _drift(db) == []
     finally:
         db.close()
+
+
+# -- 0004: the users' tokens move to credentials ----------------------------------------
+
+T0 = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
+
+
+def _users_before_0004(db: Database) -> dict[str, str]:
+    """Two users as 0003 kept them; their tokens, by name."""
+    command.upgrade(alembic_config(db.engine), "0003")
+    tokens = {"anna": "token-of-anna", "bo": "token-of-bo"}
+    users = table("users", column("name"), column("role"), column("token_hash"),
+                  column("created_at", UTCDateTime()))
+    with db.engine.begin() as conn:
+        conn.execute(insert(users), [
+            {"name": name, "role": "admin" if name == "anna" else "operator",
+             "token_hash": digest(token), "created_at": T0} for name, token in tokens.items()])
+    return tokens
+
+
+def test_upgrading_a_database_with_users_keeps_their_tokens_working(database_url: str) -> None:
+    db = Database(database_url)
+    try:
+        tokens = _users_before_0004(db)
+        upgrade(db.engine)
+        signed_in = db.transaction(lambda s: {
+            name: (p.name, p.role, p.kind) if (p := principal_for(
+                s, token, T0, SessionPolicy())) else None for name, token in tokens.items()})
+    finally:
+        db.close()
+
+    assert signed_in == {"anna": ("anna", "admin", "token"), "bo": ("bo", "operator", "token")}
+
+
+def test_a_downgrade_gives_the_tokens_back_and_upgrades_again(database_url: str) -> None:
+    db = Database(database_url)
+    config = alembic_config(db.engine)
+    try:
+        tokens = _users_before_0004(db)
+        upgrade(db.engine)
+        command.downgrade(config, "0003")
+        with db.engine.connect() as conn:
+            kept = dict(conn.execute(text("SELECT name, token_hash FROM users")).all())
+        upgrade(db.engine)
+    finally:
+        db.close()
+
+    assert kept == {name: digest(token) for name, token in tokens.items()}
+
+
+def test_no_downgrade_throws_the_audit_log_away(database_url: str) -> None:
+    db = Database(database_url)
+    try:
+        upgrade(db.engine)
+        db.transaction(lambda s: audit.record(s, audit.System("cli:root"), "user.create", T0))
+        with pytest.raises(RuntimeError, match="the audit log has entries"):
+            command.downgrade(alembic_config(db.engine), "0003")
+        with db.engine.connect() as conn:
+            left = conn.execute(text("SELECT count(*) FROM audit_log")).scalar_one()
+    finally:
+        db.close()
+
+    assert left == 1
+
+
+@needs_postgres
+def test_the_audit_log_cannot_be_truncated_on_postgresql(postgres_database_url: str) -> None:
+    db = Database(postgres_database_url)
+    try:
+        upgrade(db.engine)
+        db.transaction(lambda s: audit.record(s, audit.System("cli:root"), "user.create", T0))
+        with pytest.raises(DBAPIError, match="append-only"), db.engine.begin() as conn:
+            conn.execute(text("TRUNCATE audit_log"))
+        with db.engine.connect() as conn:
+            left = conn.execute(text("SELECT count(*) FROM audit_log")).scalar_one()
+    finally:
+        db.close()
+
+    assert left == 1

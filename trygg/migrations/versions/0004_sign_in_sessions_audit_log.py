@@ -13,6 +13,8 @@ Create Date: 2026-11-30 12:10:00
 
 from __future__ import annotations
 
+import secrets
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -27,7 +29,19 @@ APPEND_ONLY = "the audit log is append-only"
 
 
 def upgrade() -> None:
-    op.create_table(
+    # The users' tokens are read first and written into `credentials` only after `users`
+    # is rebuilt: on SQLite the rebuild drops the table, which a credentials row pointing
+    # at it would forbid (foreign keys are on).
+    users = sa.table('users', sa.column('id'), sa.column('token_hash'),
+                     sa.column('created_at', core.db.UTCDateTime()))
+    tokens = op.get_bind().execute(
+        sa.select(users.c.id, users.c.token_hash, users.c.created_at)).all()
+    with op.batch_alter_table('users') as batch_op:
+        batch_op.add_column(sa.Column('team_code', sa.String(length=64), nullable=True))
+        batch_op.add_column(sa.Column('password_hash', sa.String(length=200), nullable=True))
+        batch_op.add_column(sa.Column('disabled_at', core.db.UTCDateTime(), nullable=True))
+        batch_op.drop_column('token_hash')
+    credentials = op.create_table(
         'credentials',
         sa.Column('id', sa.Integer(), nullable=False),
         sa.Column('user_id', sa.Integer(), nullable=False),
@@ -42,13 +56,11 @@ def upgrade() -> None:
         sa.UniqueConstraint('token_hash'),
     )
     op.create_index('ix_credentials_user_id', 'credentials', ['user_id'])
-    op.execute("INSERT INTO credentials (user_id, kind, token_hash, created_at, last_used_at) "
-               "SELECT id, 'token', token_hash, created_at, created_at FROM users")
-    with op.batch_alter_table('users') as batch_op:
-        batch_op.add_column(sa.Column('team_code', sa.String(length=64), nullable=True))
-        batch_op.add_column(sa.Column('password_hash', sa.String(length=200), nullable=True))
-        batch_op.add_column(sa.Column('disabled_at', core.db.UTCDateTime(), nullable=True))
-        batch_op.drop_column('token_hash')
+    # Scripts keep working across the upgrade: each user's token becomes an API token.
+    if tokens:
+        op.bulk_insert(credentials, [
+            {"user_id": uid, "kind": "token", "token_hash": digest, "created_at": created,
+             "last_used_at": created} for uid, digest, created in tokens])
 
     op.create_table(
         'sign_in_failures',
@@ -87,6 +99,9 @@ def upgrade() -> None:
             BEGIN RAISE EXCEPTION '{APPEND_ONLY}'; END; $$ LANGUAGE plpgsql""")
         op.execute("CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE ON audit_log "
                    "FOR EACH ROW EXECUTE FUNCTION audit_log_append_only()")
+        # TRUNCATE fires no row trigger: it gets a statement trigger of its own.
+        op.execute("CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log "
+                   "FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only()")
     else:
         for verb in ("UPDATE", "DELETE"):
             op.execute(f"CREATE TRIGGER audit_log_no_{verb.lower()} BEFORE {verb} ON audit_log "
@@ -94,18 +109,39 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    if op.get_bind().dialect.name == "postgresql":
+    bind = op.get_bind()
+    # Going back would throw the audit log away, and hand the roles 0003 does not know
+    # (responder, tfh, alarm_manager) an operator's rights: refused once either exists.
+    if bind.execute(sa.text("SELECT count(*) FROM audit_log")).scalar_one():
+        raise RuntimeError("the audit log has entries: downgrading below 0004 would delete "
+                           "it; export it (GET /api/audit?format=csv) and empty it by hand "
+                           "first if you must")
+    if bind.execute(sa.text("SELECT count(*) FROM users WHERE role NOT IN "
+                            "('operator', 'admin')")).scalar_one():
+        raise RuntimeError("users with roles 0003 does not know exist (responder, tfh, "
+                           "alarm_manager): remove them or change their roles first")
+    if bind.dialect.name == "postgresql":
+        op.execute("DROP TRIGGER audit_log_no_truncate ON audit_log")
         op.execute("DROP TRIGGER audit_log_append_only ON audit_log")
         op.execute("DROP FUNCTION audit_log_append_only()")
     op.drop_table('audit_log')
     op.drop_table('sign_in_failures')
+    # One token per user comes back (the oldest live one; sessions cannot); a user
+    # without one gets an unguessable digest, as 0003 needs one.
+    tokens = dict(bind.execute(sa.text(
+        "SELECT user_id, token_hash FROM credentials WHERE kind = 'token' "
+        "AND revoked_at IS NULL ORDER BY id DESC")).all())
+    users = bind.execute(sa.text("SELECT id FROM users")).scalars().all()
+    op.drop_table('credentials')
     with op.batch_alter_table('users') as batch_op:
         batch_op.add_column(sa.Column('token_hash', sa.String(length=64), nullable=True))
         batch_op.drop_column('disabled_at')
         batch_op.drop_column('password_hash')
         batch_op.drop_column('team_code')
-    # One token per user comes back: the oldest live one (sessions cannot be).
-    op.execute("UPDATE users SET token_hash = (SELECT c.token_hash FROM credentials c "
-               "WHERE c.user_id = users.id AND c.kind = 'token' AND c.revoked_at IS NULL "
-               "ORDER BY c.id LIMIT 1)")
-    op.drop_table('credentials')
+    for uid in users:
+        bind.execute(sa.text("UPDATE users SET token_hash = :digest WHERE id = :id"),
+                     {"id": uid, "digest": tokens.get(uid) or secrets.token_hex(32)})
+    with op.batch_alter_table('users') as batch_op:
+        batch_op.alter_column('token_hash', existing_type=sa.String(length=64),
+                              nullable=False)
+        batch_op.create_unique_constraint('users_token_hash_key', ['token_hash'])

@@ -11,13 +11,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from dispatch.config import ConfigError, MunicipalityConfig, ProviderSpec, SiteSpec
+from dispatch import audit
+from dispatch.config import (
+    ConfigError,
+    CustomerSpec,
+    MunicipalityConfig,
+    ProviderSpec,
+    SiteSpec,
+)
 from dispatch.models import Area, Customer, Device, Provider, Site, Team, TeamMember
 from dispatch.routing import TeamRef
 
@@ -73,13 +81,16 @@ class _Upserter:
             self._last_unchanged = False
 
 
-def import_config(session: Session, config: MunicipalityConfig) -> ImportCounts:
+def import_config(session: Session, config: MunicipalityConfig, *,
+                  may_lift_protection: bool = False) -> ImportCounts:
     up = _Upserter(session)
     for area in config.areas:
         up.upsert(Area, {"code": area.code}, {"name": area.name}, area)
     session.flush()
     providers = {p.code: _import_provider(up, p) for p in config.providers}
     for c in config.customers:
+        if not may_lift_protection:
+            _keep_protection(session, c)
         day = _day_provider(session, providers, c.day_provider)
         customer = up.upsert(Customer, {"code": c.code}, {
             "name": c.name, "personal_number": c.personal_number,
@@ -90,6 +101,20 @@ def import_config(session: Session, config: MunicipalityConfig) -> ImportCounts:
             _import_site(up, customer, s)
     session.flush()
     return ImportCounts(up.created, up.updated, up.unchanged)
+
+
+def _keep_protection(session: Session, spec: CustomerSpec) -> None:
+    """A protected identity is not lifted by an edit through the API: that is the
+    municipality's decision, made in the registry file (`trygg import`), and until then
+    the name and address are seen only through the audited reveal."""
+    if "protected_identity" not in spec.model_fields_set or spec.protected_identity:
+        return
+    stored = session.execute(select(Customer.protected_identity).where(
+        Customer.code == spec.code)).scalar_one_or_none()
+    if stored:
+        raise ConfigError(f"customer {spec.code} has a protected identity; it is not lifted "
+                          "through the API (import the registry file with `trygg import` "
+                          "on the server)")
 
 
 def _day_provider(session: Session, known: dict[str, Provider],
@@ -173,6 +198,25 @@ class SqlTeamDirectory:
                 .order_by(Team.code)
             )
         return self._first(query)
+
+
+def import_audited(session: Session, config: MunicipalityConfig, actor: audit.Actor,
+                   now: datetime, *, address: str | None = None,
+                   may_lift_protection: bool = False) -> ImportCounts:
+    """`import_config`, with one audit entry per record created or changed, saying what
+    changed (personal values only as "changed"), in the same transaction."""
+    before = snapshot(session, config)
+    counts = import_config(session, config, may_lift_protection=may_lift_protection)
+    session.flush()
+    after = snapshot(session, config)
+    for key in sorted(after):
+        diff = audit.changes(before.get(key), after[key])
+        if diff:
+            kind, _, code = key.partition(":")
+            audit.record(session, actor, "registry.update" if key in before else
+                         "registry.create", now, subject=(kind, code), address=address,
+                         detail={"changes": diff})
+    return counts
 
 
 def _columns(row: Any) -> dict[str, Any]:

@@ -53,6 +53,9 @@ def alarm_view(alarm: Alarm, reminder_after: timedelta, *,
             "code": site.code, "kind": site.kind, "address": site.address,
             "postal_code": site.postal_code, "city": site.city, "area": site.area_code,
             "door_name": site.door_name,
+            # The site's owner now: a site moved to a protected customer masks its
+            # address on the earlier owner's alarms too.
+            "protected": site.customer.protected_identity,
         },
         "received_at": _iso(alarm.received_at),
         "called_out_at": _iso(alarm.called_out_at),
@@ -84,14 +87,15 @@ def alarm_view(alarm: Alarm, reminder_after: timedelta, *,
 def masked(view: dict[str, Any]) -> dict[str, Any]:
     """The view as everyone sees it: a protected identity's name, address and door name
     masked, whatever the role."""
-    customer = view.get("customer")
-    if not customer or not customer["protected_identity"]:
+    customer, site = view.get("customer"), view.get("site")
+    protected = bool(customer and customer["protected_identity"])
+    if not protected and not (site and site.get("protected")):
         return view
     out = dict(view)
-    out["customer"] = {**customer, "name": MASK}
-    if view.get("site"):
-        out["site"] = {**view["site"], "address": MASK, "postal_code": None,
-                       "door_name": None}
+    if customer and protected:
+        out["customer"] = {**customer, "name": MASK}
+    if site:
+        out["site"] = {**site, "address": MASK, "postal_code": None, "door_name": None}
     return out
 
 

@@ -46,7 +46,7 @@ from dispatch.metrics import (
     TECHNICAL_CLEARED,
     TECHNICAL_OPENED,
 )
-from dispatch.models import Alarm
+from dispatch.models import Alarm, Site
 from dispatch.services import DispatchRules, Outcome
 from dispatch.technical import HealthChange
 from dispatch.views import alarm_view
@@ -263,7 +263,8 @@ class Dispatcher:
         views = await self.db.read(lambda s: [
             alarm_view(a, self.reminder_after) for a in s.execute(
                 select(Alarm).where(Alarm.id.in_(alarm_ids))
-                .options(selectinload(Alarm.site), selectinload(Alarm.customer))).scalars()
+                .options(selectinload(Alarm.site).selectinload(Site.customer),
+                         selectinload(Alarm.customer))).scalars()
         ])
         for view in views:
             self.live.publish({"type": "alarm", "alarm": view})

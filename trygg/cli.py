@@ -28,7 +28,7 @@ from core.logs import configure_logging
 from core.settings import SHIPPED_CONFIG, Settings
 from dispatch import audit, users
 from dispatch.config import MunicipalityConfig, load_config
-from dispatch.registry import import_config
+from dispatch.registry import import_audited
 from trygg.broker_sync import add_commands as add_broker_commands
 from trygg.migrations import upgrade
 from trygg.runtime import Role, Service
@@ -121,7 +121,11 @@ def dc09_accounts(config: MunicipalityConfig) -> list[str]:
 def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
     config = load_config(Path(args.file))
     db = _open_db(settings)
-    counts = db.transaction(lambda s: import_config(s, config))
+    now = SystemClock().now()
+    # The registry file is the municipality's own: it may lift a protected identity,
+    # which the API refuses. Every record it changes is in the audit log.
+    counts = db.transaction(lambda s: import_audited(s, config, _cli_actor(), now,
+                                                     may_lift_protection=True))
     db.close()
     print(f"imported {args.file}: {counts.created} created, {counts.updated} updated, "
           f"{counts.unchanged} unchanged")

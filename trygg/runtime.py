@@ -40,6 +40,7 @@ from core.db import Database
 from core.inbox import LinkState
 from core.settings import SHIPPED_CONFIG, Settings
 from devices.codecs import Dc09Codec
+from dispatch import audit
 from dispatch.api.app import create_app, create_ops_app
 from dispatch.api.deps import AppState, OpsState
 from dispatch.config import MunicipalityConfig, load_config
@@ -375,6 +376,8 @@ class Service:
         # and `trygg import` applies a file on purpose.
         if registry_is_empty(session):
             counts = import_config(session, self.config)
+            audit.record(session, audit.System("system"), "registry.seed", self.clock.now(),
+                         detail={"created": counts.created})
             log.info("registry_seeded", created=counts.created)
 
     async def wait(self) -> None:

@@ -17,7 +17,7 @@ from dispatch.api.deps import AppState, StateDep, client_address, known_id
 from dispatch.api.roles import allow
 from dispatch.lifecycle import InvalidTransition, MissingReason
 from dispatch.metrics import REVEALS, TRANSITIONS
-from dispatch.models import OPEN_STATES, Alarm, AlarmState
+from dispatch.models import OPEN_STATES, Alarm, AlarmState, Site
 from dispatch.services import AlarmNotFound
 from dispatch.signin import Principal
 from dispatch.views import alarm_view, masked, revealed, urgency_key
@@ -104,7 +104,8 @@ async def list_alarms(
     def load(s: Session) -> tuple[list[dict[str, Any]], str | None]:
         # One query for the alarms, one per relation for their sites and customers (no
         # N+1); views are built, masked and sorted here, off the event loop.
-        q = select(Alarm).options(selectinload(Alarm.site), selectinload(Alarm.customer))
+        q = select(Alarm).options(selectinload(Alarm.site).selectinload(Site.customer),
+                         selectinload(Alarm.customer))
         if states is not None:
             q = q.where(Alarm.state.in_(states))
         if user.role == "responder":

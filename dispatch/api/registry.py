@@ -20,7 +20,7 @@ from dispatch.api.deps import StateDep, client_address
 from dispatch.api.roles import allow
 from dispatch.config import CallOrderEntry, ConfigError, MunicipalityConfig
 from dispatch.models import Area, Customer, Device, Provider, Site, Team, TeamMember
-from dispatch.registry import import_config, snapshot
+from dispatch.registry import import_audited
 from dispatch.signin import Principal
 from dispatch.users import ROLES
 from dispatch.views import MASK
@@ -132,23 +132,9 @@ async def upsert_registry(document: dict[str, Any], request: Request, state: Sta
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
                             exc.errors(include_url=False, include_context=False)) from exc
     now, address = state.clock.now(), client_address(request)
-
-    def apply(s: Session) -> Any:
-        before = snapshot(s, config)
-        counts = import_config(s, config)
-        s.flush()
-        after = snapshot(s, config)
-        for key in sorted(after):
-            diff = audit.changes(before.get(key), after[key])
-            if diff:
-                kind, _, code = key.partition(":")
-                audit.record(s, user, "registry.create" if key not in before else
-                             "registry.update", now, subject=(kind, code), address=address,
-                             detail={"changes": diff})
-        return counts
-
     try:
-        counts = await state.db.write(apply)
+        counts = await state.db.write(lambda s: import_audited(s, config, user, now,
+                                                               address=address))
     except (ConfigError, IntegrityError) as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
                             f"the document does not fit the registry: {exc}") from exc

@@ -26,6 +26,7 @@ from core.db import Database
 from dispatch import audit, users
 from dispatch.config import load_config
 from dispatch.models import Alarm, AuditEntry
+from dispatch.views import MASK
 from simulator import DeviceLink, SimulatedBaseUnit
 from tests.brokers import Broker
 from tests.e2e import test_privacy as privacy
@@ -383,6 +384,19 @@ async def test_a_registry_edit_records_a_model_before_and_after_and_an_address_a
 
 
 @pytest.mark.mqtt
+async def test_the_api_does_not_lift_a_protected_identity_admins_included(
+        service: Service, crew: Crew) -> None:
+    lifted = await crew["admin"].post("/api/registry", json={"customers": [{
+        "code": PROTECTED, "name": "?", "protected_identity": False}]})
+    customer = (await crew["admin"].get(f"/api/customers/{PROTECTED}")).json()
+
+    assert lifted.status_code == 422
+    assert "not lifted through the API" in lifted.json()["detail"]
+    assert customer["protected_identity"] is True and customer["name"] == MASK
+    assert await entries(service, action="registry.update") == []
+
+
+@pytest.mark.mqtt
 async def test_a_new_registry_record_is_recorded_as_registry_create(
         service: Service, crew: Crew, clock: FakeClock) -> None:
     await edit_the_registry(crew, clock)
@@ -501,7 +515,8 @@ async def test_no_personal_data_password_or_token_ever_reaches_the_audit_log(
         "alarm.view", "customer.list", "customer.view", "alarm.reveal", "registry.update",
         "registry.create", "call_order.update", "user.create", "user.disable", "user.enable",
         "user.set_role", "user.reset_password", "user.revoke_tokens", "session.sign_in",
-        "session.sign_in_failed", "session.sign_out", "audit.search", "audit.export"}
+        "session.sign_in_failed", "session.sign_out", "audit.search", "audit.export",
+        "registry.seed"}
     personal = personal_strings() | set(SECRET.values()) | {
         NEW_CUSTOMER["name"], NEW_CUSTOMER["personal_number"], "Flyttvägen 9",
         "Nybyggevägen 2", "Nyman"} | {v for entry in NEW_CALL_ORDER for v in entry.values()}

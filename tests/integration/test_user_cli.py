@@ -113,10 +113,28 @@ def names(database: Database) -> list[str]:
 
 
 def audit_log(database: Database) -> list[dict[str, Any]]:
-    """Every entry, oldest first."""
+    """Every entry about users, oldest first (not the registry's import by the fixture)."""
     with database.sessions() as s:
         found = [audit.entry_view(e) for e in audit.search(s, audit.AuditQuery(limit=None))]
-    return found[::-1]
+    return [e for e in found[::-1] if not e["action"].startswith("registry.")]
+
+
+def test_trygg_import_records_each_record_it_changes_and_may_lift_a_protection(
+        trygg: Trygg, database: Database, tmp_path: Path) -> None:
+    edited = tmp_path / "registry.yaml"
+    edited.write_text(SHIPPED_CONFIG.read_text(encoding="utf-8").replace(
+        "    name: Karin Dold\n    protected_identity: true\n",
+        "    name: Karin Dold\n    protected_identity: false\n"), encoding="utf-8")
+
+    imported = trygg("import", str(edited))
+
+    with database.sessions() as s:
+        found = [audit.entry_view(e) for e in audit.search(s, audit.AuditQuery(
+            action="registry.update", limit=None))]
+    assert imported.code == 0, imported.err
+    assert [(e["actor"], e["subject_type"], e["subject_id"], e["detail"]) for e in found] == [
+        ("cli:kim", "customers", "K-1006",
+         {"changes": {"protected_identity": {"before": True, "after": False}}})]
 
 
 # -- adding users ---------------------------------------------------------------------------

@@ -154,6 +154,18 @@ def test_masking_does_not_change_the_unmasked_view() -> None:
     assert original["site"]["address"] == "Tibblevägen 12"
 
 
+def test_a_site_now_of_a_protected_customer_is_masked_on_an_earlier_owners_alarm() -> None:
+    earlier = customer()
+    a = alarm(0, called_out=1, who=earlier)
+    a.site.customer = customer(protected=True)  # the site moved to a protected customer
+
+    v = masked(view(a))
+
+    assert v["customer"]["name"] == "Astrid Lindqvist"  # the alarm's own customer
+    assert (v["site"]["address"], v["site"]["postal_code"], v["site"]["door_name"]) == (
+        MASK, None, None)
+
+
 def test_unknown_device_alarm_has_nobody_to_mask() -> None:
     v = masked(view(alarm(0, team=False)))
 

@@ -100,6 +100,10 @@ class Settings(BaseSettings):
     sign_in_window_s: float = Field(default=900.0, gt=0)
     # Mark the session cookie Secure (sent over HTTPS only): on behind a TLS proxy.
     cookie_secure: bool = False
+    # The proxies in front of Trygg whose X-Forwarded-For is trusted (comma-separated
+    # addresses); none by default, so no client can choose the address it is locked out
+    # and audited by.
+    forwarded_allow_ips: str = ""
     # Request bodies larger than this are refused (413) before they are read.
     max_request_bytes: int = Field(default=1_000_000, ge=1024)
 

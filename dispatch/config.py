@@ -79,29 +79,35 @@ class Timers(_Frozen):
         return timedelta(minutes=self.reminder_after_min)
 
 
+# As long as the registry's columns (dispatch/models.py): a longer value is refused here,
+# on SQLite (which would store it) as on PostgreSQL (which would fail the write).
+Name = Annotated[str, Field(max_length=200)]
+Phone = Annotated[str, Field(max_length=64)]
+
+
 class CallOrderEntry(_Frozen):
-    name: str
-    phone: str | None = None
+    name: Name
+    phone: Phone | None = None
 
 
 class TeamSpec(_Frozen):
     code: Code
-    name: str
+    name: Name
     area: Code | None = None
-    phone: str | None = None
+    phone: Phone | None = None
     call_order: list[CallOrderEntry] = []
 
 
 class ProviderSpec(_Frozen):
     code: Code
-    name: str
+    name: Name
     kind: Literal["day", "night"]
     teams: list[TeamSpec] = []
 
 
 class AreaSpec(_Frozen):
     code: Code
-    name: str
+    name: Name
 
 
 class DeviceSpec(_Frozen):
@@ -110,7 +116,7 @@ class DeviceSpec(_Frozen):
 
     cid: str = Field(pattern=r"^[0-9A-Fa-f]{1,32}$")
     kind: Literal["base_unit", "lock", "dc09_account"] = "base_unit"
-    model: str | None = None
+    model: Annotated[str, Field(max_length=100)] | None = None
     # How often it must be heard and how late it may be; else its model's, else the
     # defaults (TRYGG_SUPERVISION_INTERVAL_S, TRYGG_SUPERVISION_TOLERANCE_S).
     supervision_interval_s: int | None = Field(default=None, ge=10, le=7 * 24 * 3600)
@@ -142,18 +148,18 @@ class SupervisionSpec(_Frozen):
 class SiteSpec(_Frozen):
     code: Code
     kind: Literal["main", "extra"] = "main"
-    address: str
-    postal_code: str | None = None
-    city: str | None = None
+    address: Annotated[str, Field(max_length=300)]
+    postal_code: Annotated[str, Field(max_length=16)] | None = None
+    city: Annotated[str, Field(max_length=100)] | None = None
     area: Code
-    door_name: str | None = None
+    door_name: Name | None = None
     devices: list[DeviceSpec] = []
 
 
 class CustomerSpec(_Frozen):
     code: Code
-    name: str
-    personal_number: str | None = None
+    name: Name
+    personal_number: Annotated[str, Field(max_length=32)] | None = None
     protected_identity: bool = False
     day_provider: Code | None = None
     sites: list[SiteSpec] = []

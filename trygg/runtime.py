@@ -206,7 +206,11 @@ class Service:
         self.server = _Server(uvicorn.Config(
             self.app, host=settings.http_host, port=settings.http_port,
             log_config=None, access_log=False, lifespan="off",
-            server_header=False))  # no product and version for a scanner to match
+            server_header=False,  # no product and version for a scanner to match
+            # X-Forwarded-For only from the proxies named: otherwise any local process
+            # could pick the address it is locked out and audited by.
+            proxy_headers=bool(settings.forwarded_allow_ips),
+            forwarded_allow_ips=settings.forwarded_allow_ips or None))
 
     def _mqtt_address(self) -> tuple[str, int]:
         target = self.settings.mqtt

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import FastAPI
-from fastapi.responses import FileResponse
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import DataError
 
 from dispatch.api import alarms, audit, health, ops, registry, session, stream, users
 from dispatch.api.deps import AppState, OpsState
 from dispatch.api.edge import harden
 from dispatch.api.roles import declare_roles, public
 
+log = structlog.get_logger(__name__)
 STATIC = Path(__file__).resolve().parent.parent / "web" / "static"
 
 
@@ -32,9 +35,21 @@ def create_app(state: AppState) -> FastAPI:
     async def dashboard() -> FileResponse:
         return FileResponse(STATIC / "index.html")  # Cache-Control: no-store, see edge
 
+    app.add_exception_handler(DataError, _value_does_not_fit)
     harden(app, max_body_bytes=state.settings.max_request_bytes)
     declare_roles(app)
     return app
+
+
+async def _value_does_not_fit(request: Request, exc: Exception) -> JSONResponse:
+    """A value the database cannot store (too long for its column, a NUL character) is the
+    caller's mistake, said as such: not a 500, and nothing half-stored (the transaction
+    rolled back)."""
+    log.warning("request_value_refused_by_database", path=request.url.path,
+                error=type(getattr(exc, "orig", exc)).__name__)
+    return JSONResponse({"detail": "a value does not fit: too long for its field, or it "
+                                   "holds a character that cannot be stored (such as NUL)"},
+                        status_code=422)
 
 
 def create_ops_app(state: OpsState) -> FastAPI:

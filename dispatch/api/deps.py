@@ -68,7 +68,9 @@ def session_policy(settings: Settings) -> SessionPolicy:
 
 
 def client_address(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+    # An address is at most 45 characters (IPv6); the cut keeps a forwarded value from a
+    # misconfigured proxy from failing the request.
+    return request.client.host[:64] if request.client else "unknown"
 
 
 def bearer_of(request: Request, credentials: HTTPAuthorizationCredentials | None) -> str | None:

@@ -12,7 +12,8 @@ failure first, in one write, so parallel guesses cannot slip past the limit; a r
 password then takes that failure back in the write that opens the session.
 
 TryggError
- └── SignInLocked   too many failures for this user or from this address; retry later
+ ├── SignInLocked   too many failures for this user or from this address; retry later
+ └── SignInChanged  the password was reset or the user disabled during the attempt
 """
 
 from __future__ import annotations
@@ -55,6 +56,11 @@ class Principal:
     kind: str
     expires_at: datetime | None = None
     last_used_at: datetime | None = None
+
+
+class SignInChanged(TryggError):
+    """The user's password was reset, or the user disabled, while the password given was
+    being checked: the check no longer holds."""
 
 
 class SignInLocked(TryggError):
@@ -151,12 +157,13 @@ def candidate(session: Session, name: str) -> Candidate:
     return Candidate(user.id, user.password_hash, user.disabled_at is None)
 
 
-def open_session(session: Session, user_id: int, failure_id: int, now: datetime,
-                 policy: SessionPolicy) -> tuple[str, Principal]:
-    """The password was right: take the attempt's failure back (and the user's earlier
-    ones: they are not guessing any more) and open a session."""
+def open_session(session: Session, user_id: int, checked_hash: str | None, failure_id: int,
+                 now: datetime, policy: SessionPolicy) -> tuple[str, Principal]:
+    """The password was right against `checked_hash`: take the attempt's failure back
+    (and the user's earlier ones: they are not guessing any more) and open a session."""
     user = session.get(User, user_id)
-    assert user is not None
+    if user is None or user.password_hash != checked_hash or user.disabled_at is not None:
+        raise SignInChanged(f"user {user_id} changed during sign-in")
     session.execute(delete(SignInFailure).where(
         (SignInFailure.id == failure_id) | (SignInFailure.name_digest == digest(user.name))))
     token, token_hash = new_secret()

@@ -3,7 +3,6 @@ audit log with what it changed (never a password or a token)."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Annotated, Any
@@ -15,6 +14,7 @@ from sqlalchemy.orm import Session
 from core.errors import TryggError
 from dispatch import audit, users
 from dispatch.api.deps import AppState, StateDep, client_address
+from dispatch.api.hashing import hashing
 from dispatch.api.roles import allow
 from dispatch.signin import Principal
 from dispatch.users import Role
@@ -78,7 +78,7 @@ async def _change(state: AppState, admin: Principal, request: Request, name: str
 
 async def _hashed(password: str) -> str:
     try:
-        return await asyncio.to_thread(users.hash_password, password)
+        return await hashing(users.hash_password, password)
     except users.InvalidUser as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
 

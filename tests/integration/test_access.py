@@ -17,18 +17,34 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 from structlog.testing import capture_logs
 
 from core.clock import FakeClock
 from core.db import Database
 from core.settings import Settings
+from dispatch.api import hashing
 from dispatch.api.app import create_app
 from dispatch.api.deps import SESSION_COOKIE, AppState
 from dispatch.api.roles import declare_roles
 from dispatch.live import LiveFeed
 from dispatch.models import AuditEntry
 from dispatch.services import DispatchRules
-from dispatch.users import ROLES, add_user, hash_password, set_enabled, set_role
+from dispatch.signin import (
+    SessionPolicy,
+    SignInChanged,
+    begin_attempt,
+    candidate,
+    open_session,
+)
+from dispatch.users import (
+    ROLES,
+    add_user,
+    hash_password,
+    reset_password,
+    set_enabled,
+    set_role,
+)
 from dispatch.worker import Dispatcher
 from trygg.migrations import upgrade
 
@@ -449,3 +465,53 @@ async def test_parallel_guesses_on_two_processes_count_no_more_than_the_limit(
 
     assert sorted(r.status_code for r in answers) == [401] * 5 + [429] * 15
     assert right.status_code == 429
+
+
+async def test_a_lock_out_is_one_audit_entry_however_many_attempts_it_refuses(
+        client: httpx.AsyncClient, db: Database, clock: FakeClock) -> None:
+    for i in range(5):
+        await sign_in(client, f"someone-{i}", "guessing away")
+    refused = [(await sign_in(client, f"other-{i}", "still guessing")).status_code
+               for i in range(20)]
+
+    locks = db.transaction(lambda s: [e.detail for e in s.execute(select(AuditEntry).where(
+        AuditEntry.action == "session.sign_in_locked")).scalars()])
+    assert refused == [429] * 20
+    assert locks == [{"by": "from this address"}]
+
+
+async def test_over_https_the_session_cookie_is_secure(app: FastAPI, db: Database,
+                                                       clock: FakeClock) -> None:
+    with_password(db, clock)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="https://trygg.kommun.example") as client:
+        response = await sign_in(client)
+
+    assert "Secure" in response.headers["set-cookie"]
+
+
+async def test_a_password_reset_during_the_check_opens_no_session(
+        db: Database, clock: FakeClock) -> None:
+    with_password(db, clock)
+    policy = SessionPolicy()
+
+    def attempt(s: Session) -> None:
+        checked = candidate(s, "maria").password_hash
+        failure = begin_attempt(s, "maria", "127.0.0.1", clock.now(), policy)
+        reset_password(s, "maria", hash_password("a brand new one"), clock.now())
+        open_session(s, candidate(s, "maria").user_id or 0, checked, failure, clock.now(),
+                     policy)
+
+    with pytest.raises(SignInChanged):
+        db.transaction(attempt)
+
+
+async def test_a_flood_of_sign_ins_is_turned_away_not_queued(
+        client: httpx.AsyncClient, db: Database, clock: FakeClock,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    with_password(db, clock)
+    monkeypatch.setattr(hashing, "MAX_WAITING", 0)  # as if 16 were being checked already
+
+    busy = await sign_in(client)
+
+    assert busy.status_code == 503 and busy.headers["retry-after"] == "1"

@@ -93,10 +93,10 @@ def signed_in(database: Database, secret: str) -> Principal | None:
 def sign_in(database: Database, name: str) -> str:
     """A session for `name`, as a right password at POST /api/session opens one."""
     def run(s: Session) -> str:
-        user_id = candidate(s, name).user_id
-        assert user_id is not None, f"no user {name}"
+        who = candidate(s, name)
+        assert who.user_id is not None, f"no user {name}"
         failure = begin_attempt(s, name, "127.0.0.1", AT, POLICY)
-        token, _ = open_session(s, user_id, failure, AT, POLICY)
+        token, _ = open_session(s, who.user_id, who.password_hash, failure, AT, POLICY)
         return token
 
     return database.transaction(run)

@@ -17,20 +17,23 @@ from __future__ import annotations
 import hashlib
 import secrets
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, get_args
+from typing import Any, Literal, TypeVar, get_args
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from core.errors import TryggError
-from dispatch.models import Credential, Team, User
+from dispatch import audit
+from dispatch.models import Credential, SignInFailure, Team, User
 
 Role = Literal["operator", "responder", "tfh", "alarm_manager", "admin"]
 ROLES: tuple[Role, ...] = get_args(Role)
+T = TypeVar("T")
 MIN_PASSWORD = 10
 MAX_PASSWORD = 1024  # argon2 takes anything; a megabyte "password" is an attack
 
@@ -73,8 +76,12 @@ class LastAdmin(TryggError):
 def _check_name(name: str) -> None:
     if not name.strip():
         raise InvalidName(name, "is empty" if not name else "is only blanks")
-    if any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in name):
-        raise InvalidName(name, "holds control characters")
+    if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in name):
+        # Cf: invisible format characters (zero-width space, right-to-left override)
+        # would let two users look alike.
+        raise InvalidName(name, "holds control or invisible characters")
+    if name.strip() in (".", ".."):
+        raise InvalidName(name, "is a path of its own")
     if "/" in name:  # names are path segments of the admin API
         raise InvalidName(name, "holds a '/'")
     if len(name) > 100:
@@ -232,6 +239,27 @@ def reset_password(session: Session, name: str, password_hash: str, now: datetim
     return user
 
 
+def new_token(session: Session, name: str, now: datetime) -> str:
+    """Another API token for a user (a script's, after `revoke-tokens`); shown once."""
+    user = get_user(session, name)
+    if user.disabled_at is not None:
+        raise InvalidUser(f"user {name!r} is disabled: enable them first")
+    return issue_token(session, user, now)
+
+
+def unlock(session: Session, *, name: str | None = None, address: str | None = None) -> int:
+    """Forget the failed sign-ins of a user or an address, ending a lock-out at once
+    (a colleague's typos behind the alarm centre's one address, say)."""
+    q = delete(SignInFailure)
+    if name is not None:
+        q = q.where(SignInFailure.name_digest == digest(name))
+    if address is not None:
+        q = q.where(SignInFailure.address == address)
+    if name is None and address is None:
+        raise InvalidUser("unlock needs a user or an address")
+    return int(session.execute(q).rowcount)  # type: ignore[attr-defined]
+
+
 def revoke_tokens(session: Session, name: str, now: datetime) -> int:
     return revoke_all(session, get_user(session, name), now)
 
@@ -243,3 +271,25 @@ def rotate_token(session: Session, name: str, role: str, now: datetime) -> str:
         return add_user(session, name, role, now)
     revoke_all(session, user, now)
     return issue_token(session, user, now)
+
+
+def audited_change(session: Session, name: str, action: str, actor: audit.Actor,
+                   now: datetime, change: Callable[[], T], *,
+                   address: str | None = None) -> tuple[T, UserView]:
+    """Run one change to user `name` and record it in the audit log in the same
+    transaction: the user's role, team and state before and after, and how many things
+    it touched (sessions revoked, failures forgotten); never a password or a token.
+    The CLI and the admin API both change users through here."""
+    before = None if action == "user.create" else view_of(
+        session, get_user(session, name), now).audit()
+    result = change()
+    session.flush()
+    user = get_user(session, name)
+    session.refresh(user)
+    after = view_of(session, user, now)
+    detail: dict[str, Any] = {"changes": audit.changes(before, after.audit())}
+    if isinstance(result, int) and not isinstance(result, bool):
+        detail["count"] = result
+    audit.record(session, actor, action, now, subject=("user", user.id), address=address,
+                 detail=detail)
+    return result, after

@@ -155,15 +155,8 @@ def _user_change(settings: Settings, name: str, action: str,
     now = SystemClock().now()
 
     def run(s: Session) -> Any:
-        before = None if action == "user.create" else users.view_of(
-            s, users.get_user(s, name), now).audit()
-        result = change(s, now)
-        s.flush()
-        user = users.get_user(s, name)
-        s.refresh(user)
-        audit.record(s, _cli_actor(), action, now, subject=("user", user.id), detail={
-            "changes": audit.changes(before, users.view_of(s, user, now).audit())})
-        return result
+        return users.audited_change(s, name, action, _cli_actor(), now,
+                                    lambda: change(s, now))[0]
 
     try:
         return db.transaction(run)
@@ -221,6 +214,37 @@ def cmd_user_reset_password(settings: Settings, args: argparse.Namespace) -> int
     print(f"user {args.name} has a new password; their sessions ended")
     if generated:
         print(password)
+    return 0
+
+
+def cmd_user_new_token(settings: Settings, args: argparse.Namespace) -> int:
+    token = _user_change(settings, args.name, "user.new_token",
+                         lambda s, now: users.new_token(s, args.name, now))
+    print(f"user {args.name} has a new API token; it is shown only once:")
+    print(token)
+    return 0
+
+
+def cmd_user_unlock(settings: Settings, args: argparse.Namespace) -> int:
+    if args.address:
+        db = _open_db(settings)
+        now = SystemClock().now()
+
+        def run(s: Session) -> int:
+            n = users.unlock(s, address=args.address)
+            audit.record(s, _cli_actor(), "user.unlock", now, address=args.address,
+                         detail={"count": n})
+            return n
+
+        n = db.transaction(run)
+        db.close()
+        print(f"address {args.address}: {n} failed sign-ins forgotten")
+        return 0
+    if not args.name:
+        raise users.InvalidUser("give a user name or --address ADDRESS")
+    n = _user_change(settings, args.name, "user.unlock",
+                     lambda s, now: users.unlock(s, name=args.name))
+    print(f"user {args.name}: {n} failed sign-ins forgotten")
     return 0
 
 
@@ -453,6 +477,13 @@ def build_parser() -> argparse.ArgumentParser:
     reset.add_argument("name")
     reset.add_argument("--password-stdin", action="store_true")
     reset.set_defaults(func=cmd_user_reset_password)
+    token = user_sub.add_parser("new-token", help="another API token for a user (printed)")
+    token.add_argument("name")
+    token.set_defaults(func=cmd_user_new_token)
+    unlock = user_sub.add_parser("unlock", help="end a sign-in lock-out of a user or address")
+    unlock.add_argument("name", nargs="?")
+    unlock.add_argument("--address", help="the client address locked out, instead of a user")
+    unlock.set_defaults(func=cmd_user_unlock)
     revoke = user_sub.add_parser("revoke-tokens", help="end every session and API token")
     revoke.add_argument("name")
     revoke.set_defaults(func=cmd_user_revoke_tokens)

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from core.errors import TryggError
-from dispatch import audit, users
+from dispatch import users
 from dispatch.api.deps import AppState, StateDep, client_address
 from dispatch.api.hashing import hashing
 from dispatch.api.roles import allow
@@ -49,31 +49,22 @@ _STATUS = {users.UserNotFound: status.HTTP_404_NOT_FOUND,
 
 
 async def _change(state: AppState, admin: Principal, request: Request, name: str, action: str,
-                  fn: Callable[[Session], Any]) -> dict[str, Any]:
-    """Run one change to user `name`, recording before and after in the same transaction."""
+                  fn: Callable[[Session], Any], answer: str | None = None) -> dict[str, Any]:
+    """Run one change to user `name`, recording before and after in the same transaction;
+    the answer has the user, and what `fn` returned under the key `answer`."""
     now = state.clock.now()
 
-    def run(s: Session) -> tuple[Any, dict[str, Any]]:
-        before = users.view_of(s, users.get_user(s, name), now) if action != "user.create" \
-            else None
-        result = fn(s)
-        s.flush()
-        user = users.get_user(s, name)
-        s.refresh(user)
-        after = users.view_of(s, user, now)
-        diff = audit.changes(before.audit() if before else None, after.audit())
-        audit.record(s, admin, action, now, subject=("user", user.id),
-                     address=client_address(request), detail={"changes": diff})
-        return result, _view(after)
+    def run(s: Session) -> tuple[Any, users.UserView]:
+        return users.audited_change(s, name, action, admin, now, lambda: fn(s),
+                                    address=client_address(request))
 
     try:
-        result, view = await state.db.write(run)
+        result, after = await state.db.write(run)
     except TryggError as exc:
         code = next((c for t, c in _STATUS.items() if isinstance(exc, t)),
                     status.HTTP_422_UNPROCESSABLE_CONTENT)
         raise HTTPException(code, str(exc)) from exc
-    return {"user": view, **({"token": result} if action == "user.create" else {}),
-            **({"revoked": result} if action == "user.revoke_tokens" else {})}
+    return {"user": _view(after), **({answer: result} if answer else {})}
 
 
 async def _hashed(password: str) -> str:
@@ -96,7 +87,7 @@ async def add_user(body: NewUser, request: Request, state: StateDep,
     now = state.clock.now()
     hashed = None if body.password is None else await _hashed(body.password)
     return await _change(state, admin, request, body.name, "user.create", lambda s: users.add_user(
-        s, body.name, body.role, now, team=body.team, password_hash=hashed))
+        s, body.name, body.role, now, team=body.team, password_hash=hashed), answer="token")
 
 
 @router.post("/{name}/disable")
@@ -138,4 +129,19 @@ async def revoke_tokens(name: str, request: Request, state: StateDep,
     """End every session and API token of the user."""
     now = state.clock.now()
     return await _change(state, admin, request, name, "user.revoke_tokens",
-                         lambda s: users.revoke_tokens(s, name, now))
+                         lambda s: users.revoke_tokens(s, name, now), answer="revoked")
+
+
+@router.post("/{name}/tokens", status_code=status.HTTP_201_CREATED)
+async def new_token(name: str, request: Request, state: StateDep, admin: Admin) -> dict[str, Any]:
+    """Another API token for the user (a script's); answered this once."""
+    now = state.clock.now()
+    return await _change(state, admin, request, name, "user.new_token",
+                         lambda s: users.new_token(s, name, now), answer="token")
+
+
+@router.post("/{name}/unlock")
+async def unlock(name: str, request: Request, state: StateDep, admin: Admin) -> dict[str, Any]:
+    """End the user's sign-in lock-out: their failed attempts are forgotten."""
+    return await _change(state, admin, request, name, "user.unlock",
+                         lambda s: users.unlock(s, name=name), answer="unlocked")

@@ -102,8 +102,10 @@ def test_trygg_run_on_a_busy_port_says_so_in_one_line_and_starts_nothing(
     assert not (tmp_path / "run.db").exists()
 
 
-@pytest.mark.parametrize("name", ["", "   ", "anna\x1b[2J", "anna\nadmin"],
-                         ids=["empty", "blank", "escape", "newline"])
+@pytest.mark.parametrize("name", ["", "   ", "anna\x1b[2J", "anna\nadmin", "an\u200bna",
+                                  "..", "a/b"],
+                         ids=["empty", "blank", "escape", "newline", "zero-width", "dots",
+                              "slash"])
 def test_user_add_refuses_a_name_nobody_could_read_back(name: str, tmp_path: Path) -> None:
     env = environment(database_url=f"sqlite:///{tmp_path / 'users.db'}")
 

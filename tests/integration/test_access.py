@@ -73,6 +73,8 @@ RULES: dict[tuple[str, str], set[str]] = {
     ("PUT", "/api/users/{name}/role"): ADMIN,
     ("POST", "/api/users/{name}/reset-password"): ADMIN,
     ("POST", "/api/users/{name}/revoke-tokens"): ADMIN,
+    ("POST", "/api/users/{name}/tokens"): ADMIN,
+    ("POST", "/api/users/{name}/unlock"): ADMIN,
     ("GET", "/api/alarms"): READERS,
     ("GET", "/api/alarms/{alarm_id}"): READERS,
     ("POST", "/api/alarms/{alarm_id}/reveal"): OPS,
@@ -515,3 +517,25 @@ async def test_a_flood_of_sign_ins_is_turned_away_not_queued(
     busy = await sign_in(client)
 
     assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
+
+
+async def test_an_admin_ends_a_lock_out_and_gives_a_script_a_new_token(
+        client: httpx.AsyncClient, db: Database, clock: FakeClock) -> None:
+    with_password(db, clock)
+    admin = {"Authorization": "Bearer " + db.transaction(
+        lambda s: add_user(s, "ada", "admin", clock.now()))}
+    for _ in range(5):
+        await sign_in(client, password="not it at all")
+    locked = await sign_in(client)
+    unlocked = await client.post("/api/users/maria/unlock", headers=admin)
+    after = await sign_in(client)
+    client.cookies.clear()
+    await client.post("/api/users/maria/revoke-tokens", headers=admin)
+    issued = await client.post("/api/users/maria/tokens", headers=admin)
+    by_new_token = await client.get(
+        "/api/session", headers={"Authorization": f"Bearer {issued.json()['token']}"})
+
+    assert locked.status_code == 429
+    assert unlocked.json()["unlocked"] == 5
+    assert after.status_code == 200
+    assert issued.status_code == 201 and by_new_token.json()["kind"] == "token"

@@ -396,6 +396,41 @@ def test_revoke_tokens_ends_every_session_and_token_of_the_user(
         assert candidate(s, "siv").enabled  # still a user: they sign in again
 
 
+def test_new_token_gives_a_script_back_its_access_after_revoke_tokens(
+        trygg: Trygg, database: Database) -> None:
+    old = trygg("user", "add", "skript", "--role", "alarm_manager").last_line
+    trygg("user", "revoke-tokens", "skript")
+
+    issued = trygg("user", "new-token", "skript")
+
+    assert issued.code == 0, issued.err
+    assert signed_in(database, old) is None
+    principal = signed_in(database, issued.last_line)
+    assert principal is not None and (principal.name, principal.kind) == ("skript", "token")
+
+
+def test_unlock_ends_a_lock_out_of_a_user_and_of_an_address(
+        trygg: Trygg, database: Database) -> None:
+    trygg("user", "add", "siv", "--role", "operator", "--password-stdin",
+          stdin=PASSWORD + "\n")
+    policy = POLICY
+
+    def fail(name: str, address: str) -> None:
+        database.transaction(lambda s: begin_attempt(s, name, address, AT, policy))
+
+    for i in range(5):
+        fail("siv", f"10.0.0.{i}")  # five addresses: only the user is locked
+        fail(f"typo-{i}", "10.9.9.9")  # five names: only the address is locked
+
+    by_name = trygg("user", "unlock", "siv")
+    by_address = trygg("user", "unlock", "--address", "10.9.9.9")
+
+    assert by_name.code == by_address.code == 0, by_name.err + by_address.err
+    assert "5 failed sign-ins forgotten" in by_name.out
+    assert "5 failed sign-ins forgotten" in by_address.out
+    fail("siv", "10.9.9.9")  # neither locked any more: no SignInLocked
+
+
 # -- the audit log ------------------------------------------------------------------------------
 
 

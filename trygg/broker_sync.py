@@ -45,7 +45,7 @@ from core.db import Database
 from core.errors import TryggError
 from core.settings import Settings
 from dispatch.models import Device, Team
-from trygg.migrations import upgrade
+from trygg.migrations import at_head
 
 log = structlog.get_logger(__name__)
 
@@ -333,9 +333,13 @@ class SyncReport:
 
 
 def _read_registry(settings: Settings) -> tuple[list[str], list[str]]:
+    # Never migrates: a sync run by a timer must not move the schema ahead of the
+    # running service (dispatch, or `trygg migrate`, does that).
     db = Database(settings.database_url)
     try:
-        upgrade(db.engine)
+        if not at_head(db.engine):
+            raise BrokerSetupError("the database schema is not at the newest revision: "
+                                   "start dispatch (or run `trygg migrate`) first")
         return db.transaction(registry_accounts)
     finally:
         db.close()

@@ -422,7 +422,16 @@ def _print_demo_sign_in(service: Service) -> None:
           + "\n".join(lines) + "\n", file=sys.stderr, flush=True)
 
 
+class DemoUserRefused(TryggError):
+    def __init__(self) -> None:
+        super().__init__("--demo-user makes an admin with a printed password: it is for the "
+                         "demo (the embedded broker), not a service with TRYGG_MQTT_URL set; "
+                         "make users with `trygg user add`")
+
+
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
+    if args.demo_user and settings.mqtt is not None:
+        raise DemoUserRefused()
     check_ports_free(settings, args)
     with contextlib.suppress(KeyboardInterrupt):
         return asyncio.run(_run(settings, args))
@@ -442,7 +451,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--simulate", action="store_true",
                      help="also run simulated base units against the service")
     run.add_argument("--demo-user", action="store_true",
-                     help="give the operator 'demo' a new token and print it (for a demo)")
+                     help="give the demo operator 'demo' and admin 'demo-admin' new "
+                          "passwords and print them (only with the embedded broker: a demo)")
     _simulation_options(run)
     run.set_defaults(func=cmd_run)
 

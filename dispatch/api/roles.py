@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import Depends, FastAPI, routing
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
+from starlette.routing import Mount
 
 from dispatch.users import ROLES, Role
 
@@ -74,8 +75,17 @@ def route_roles(app: FastAPI) -> dict[tuple[str, str], frozenset[str]]:
     included routers too, with the routers' own dependencies)."""
     table: dict[tuple[str, str], frozenset[str]] = {}
     for ctx in routing.iter_route_contexts(app.routes):
-        if not isinstance(ctx.original_route, APIRoute):
+        if isinstance(ctx.original_route, Mount):
             continue  # the static mount: the dashboard's files, which hold no data
+        if app.openapi_url and ctx.path_format == app.openapi_url:
+            # FastAPI's own route for the API's description: public, like /docs.
+            table.update({(m, app.openapi_url): frozenset({PUBLIC}) for m in ctx.methods or ()})
+            continue
+        if not isinstance(ctx.original_route, APIRoute):
+            # A plain Starlette route or a websocket has no dependencies to declare roles
+            # with: refused, rather than let it through unchecked.
+            raise RuntimeError(f"{ctx.path_format} is not a FastAPI route and cannot "
+                               "declare roles: make it one, with allow(...) or public()")
         gates = _gates(ctx.dependant)
         declared = frozenset().union(*(g.roles for g in gates)) if gates else frozenset()
         for method in sorted(ctx.methods or ()):

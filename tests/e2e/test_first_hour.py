@@ -151,3 +151,15 @@ async def test_the_demo_prints_names_and_passwords_that_sign_in_and_new_ones_eac
 
         assert roles == {"demo": "operator", "demo-admin": "admin"}
     assert printed[0]["demo"] != printed[1]["demo"]
+
+
+def test_the_demo_users_are_refused_for_a_service_with_a_broker_of_its_own(
+        tmp_path: Path) -> None:
+    env = environment(database_url=f"sqlite:///{tmp_path / 'prod.db'}",
+                      mqtt_url="mqtts://trygg:secret@broker.kommun.example:8883")
+
+    refused = trygg("run", "--demo-user", env=env, cwd=tmp_path)
+
+    assert refused.returncode == 2
+    assert refused.stderr.startswith("trygg: --demo-user makes an admin with a printed password")
+    assert not (tmp_path / "prod.db").exists()

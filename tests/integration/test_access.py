@@ -146,7 +146,7 @@ def test_every_operation_declares_exactly_the_roles_of_the_rule_book(app: FastAP
 
 
 def test_an_app_with_a_route_without_roles_does_not_start() -> None:
-    app = FastAPI()
+    app = FastAPI(docs_url=None, redoc_url=None)
 
     @app.get("/api/forgotten")
     async def forgotten() -> None:
@@ -156,13 +156,24 @@ def test_an_app_with_a_route_without_roles_does_not_start() -> None:
         declare_roles(app)
 
 
+def test_an_app_with_a_route_that_cannot_declare_roles_does_not_start() -> None:
+    from starlette.responses import PlainTextResponse
+
+    app = FastAPI(docs_url=None, redoc_url=None)
+    app.add_route("/raw", lambda request: PlainTextResponse("no rule"))
+
+    with pytest.raises(RuntimeError, match="/raw is not a FastAPI route"):
+        declare_roles(app)
+
+
 def test_the_pages_declare_their_roles_too(app: FastAPI) -> None:
     published = set(operations(app))
     pages = {key: set(roles) for key, roles in app.state.route_roles.items()
              if key not in published}
 
     # The page shells hold no data: the API they call says who may see what.
-    assert pages == {("GET", "/"): PUBLIC, ("GET", "/docs"): PUBLIC}
+    assert pages == {("GET", "/"): PUBLIC, ("GET", "/docs"): PUBLIC,
+                     ("GET", "/openapi.json"): PUBLIC, ("HEAD", "/openapi.json"): PUBLIC}
 
 
 async def test_each_role_is_allowed_or_refused_on_every_operation(

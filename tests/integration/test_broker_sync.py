@@ -17,6 +17,7 @@ from pathlib import Path
 import aiomqtt
 import pytest
 import structlog
+from alembic import command
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -32,6 +33,7 @@ from simulator.link import DeviceLink
 from tests.brokers import Broker, free_port, mosquitto
 from trygg import cli
 from trygg.broker_sync import add_commands, derive_password, read_secret
+from trygg.migrations import alembic_config, at_head
 from trygg.runtime import Role, Service
 
 pytestmark = pytest.mark.mqtt
@@ -623,3 +625,21 @@ def test_a_unit_with_a_hex_cid_gets_an_account_like_any_other() -> None:
                                       ["nattpatrull-bro"])]
 
     assert names == ["trygg-gateway", "team-nattpatrull-bro", "100001", "A1B2C3"]
+
+
+def test_sync_never_migrates_the_database_it_reads(
+        files: Files, trygg: Callable[..., int], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    old = tmp_path / "old.db"
+    monkeypatch.setenv("TRYGG_DATABASE_URL", f"sqlite:///{old}")
+    trygg("broker", "secret")
+    db = Database(f"sqlite:///{old}")
+    command.upgrade(alembic_config(db.engine), "0003")  # a service not yet upgraded
+
+    refused = trygg("broker", "sync", "--no-reload")
+    still = at_head(db.engine)
+    db.close()
+
+    assert refused == 2
+    assert "not at the newest revision" in capsys.readouterr().err
+    assert not still and not files.passwords.exists()

@@ -12,12 +12,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from dispatch.models import AuditEntry
@@ -89,7 +89,11 @@ class AuditQuery:
 
 
 def search(session: Session, query: AuditQuery) -> list[AuditEntry]:
-    """Newest first; `limit` None reads them all (the CSV export)."""
+    """Newest first, `limit` of them (None: all)."""
+    return list(session.execute(_statement(query)).scalars())
+
+
+def _statement(query: AuditQuery) -> Select[AuditEntry]:
     q = select(AuditEntry)
     for column, value in ((AuditEntry.actor, query.actor), (AuditEntry.action, query.action),
                           (AuditEntry.subject_type, query.subject_type),
@@ -105,7 +109,7 @@ def search(session: Session, query: AuditQuery) -> list[AuditEntry]:
     q = q.order_by(AuditEntry.id.desc())
     if query.limit is not None:
         q = q.limit(query.limit)
-    return list(session.execute(q).scalars())
+    return q
 
 
 def entry_view(e: AuditEntry) -> dict[str, Any]:
@@ -114,16 +118,25 @@ def entry_view(e: AuditEntry) -> dict[str, Any]:
             "subject_id": e.subject_id, "address": e.address, "detail": e.detail}
 
 
-def to_csv(entries: Iterable[AuditEntry]) -> str:
+def csv_chunks(session: Session, query: AuditQuery, rows_per_chunk: int = 500
+               ) -> Iterator[str]:
+    """The matching entries as CSV, newest first, a chunk at a time: a log of years is
+    exported without holding it in memory."""
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(CSV_COLUMNS)
-    for e in entries:
+    entries = session.execute(_statement(query).execution_options(
+        yield_per=rows_per_chunk)).scalars()
+    for n, e in enumerate(entries, 1):
         view = entry_view(e)
         writer.writerow([_cell(view[c] if c != "detail" else
                                (json.dumps(e.detail, sort_keys=True) if e.detail else ""))
                          for c in CSV_COLUMNS])
-    return out.getvalue()
+        if n % rows_per_chunk == 0:
+            yield out.getvalue()
+            out.seek(0)
+            out.truncate()
+    yield out.getvalue()
 
 
 def _cell(value: Any) -> str:

@@ -3,12 +3,12 @@ and `note`, which the other routes use to record a view or an action."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 from sqlalchemy.orm import Session
 
 from dispatch import audit
@@ -59,8 +59,11 @@ async def search_audit(
     await note(state, user, "audit.export" if format == "csv" else "audit.search",
                request=request, detail=filters)
     if format == "csv":
-        body = await state.db.read(lambda s: audit.to_csv(audit.search(s, query)))
-        return Response(body, media_type="text/csv; charset=utf-8", headers={
+        def chunks() -> Iterator[str]:  # iterated on a worker thread by Starlette
+            with state.db.sessions() as s:
+                yield from audit.csv_chunks(s, query)
+
+        return StreamingResponse(chunks(), media_type="text/csv; charset=utf-8", headers={
             "Content-Disposition": 'attachment; filename="trygg-audit.csv"'})
 
     def load(s: Session) -> tuple[list[dict[str, Any]], int | None]:

@@ -10,7 +10,7 @@ import io
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -673,3 +673,18 @@ def test_the_database_refuses_to_rewrite_or_remove_an_audit_entry(
     assert [(e["id"], e["actor"], e["action"], e["subject_id"]) for e in kept] == [
         (entry_id, "cli:kim", "user.disable", "7")]
 
+
+
+def test_the_csv_export_comes_a_chunk_at_a_time_and_loses_no_entry(
+        migrated: Database) -> None:
+    start = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+    migrated.transaction(lambda s: [audit.record(
+        s, audit.System("cli:root"), "user.create", start, subject=("user", i))
+        for i in range(7)])
+
+    with migrated.sessions() as s:
+        chunks = list(audit.csv_chunks(s, audit.AuditQuery(limit=None), rows_per_chunk=3))
+    rows = list(csv.DictReader(io.StringIO("".join(chunks))))
+
+    assert len(chunks) == 3  # 3 + 3 + 1 rows, the header in the first
+    assert [r["subject_id"] for r in rows] == [str(i) for i in range(6, -1, -1)]

@@ -1198,13 +1198,23 @@ function showView(moveFocus) {
 
 // -- wiring ---------------------------------------------------------------------------------
 
+/** `api`, or null once the session has ended (the sign-in page is showing by then). */
+async function call(path, opts) {
+  try {
+    return await api(path, opts);
+  } catch (e) {
+    if (e instanceof SignedOut) return null;
+    throw e;
+  }
+}
+
 function wire() {
   health = createHealth({
-    api, SignedOut, serverNow, toast,
+    call, serverNow, toast,
     announce: (text) => { $("announcer").textContent = text; },
   });
   health.wire();
-  const deps = { api, SignedOut, toast, me: () => S.me };
+  const deps = { call, toast, me: () => S.me };
   users = createUsers(deps);
   users.wire();
   audit = createAudit(deps);

@@ -49,8 +49,8 @@ export function auditParams(values) {
   return params;
 }
 
-/** deps: api(path, opts) -> {ok, status, body, network}; SignedOut; toast(text, kind). */
-export function createAudit({ api, SignedOut }) {
+/** deps: call(path, opts) -> {ok, status, body, network}, or null once the session ended. */
+export function createAudit({ call }) {
   const A = { running: false, seq: 0, cursor: null, params: null, count: 0 };
 
   function filters() {
@@ -80,13 +80,8 @@ export function createAudit({ api, SignedOut }) {
     if (A.cursor) params.set("cursor", String(A.cursor));
     $("audit-status").textContent = "Searching…";
     $("audit-more").disabled = true;
-    let res;
-    try {
-      res = await api(`/api/audit?${params}`);
-    } catch (e) {
-      if (e instanceof SignedOut) return;
-      throw e;
-    }
+    const res = await call(`/api/audit?${params}`);
+    if (res === null) return;
     if (seq !== A.seq || !A.running) return;
     $("audit-more").disabled = false;
     if (!res.ok) {

@@ -78,10 +78,10 @@ const $ = (id) => document.getElementById(id);
 
 /**
  * The health view, wired to the app's session.
- * deps: api(path, opts) -> {ok, status, body, network}; SignedOut (what api throws once the
- * token is refused); serverNow() -> ms; toast(text, kind); announce(text).
+ * deps: call(path, opts) -> {ok, status, body, network}, or null once the session has
+ * ended; serverNow() -> ms; toast(text, kind); announce(text).
  */
-export function createHealth({ api, SignedOut, serverNow, toast, announce }) {
+export function createHealth({ call, serverNow, toast, announce }) {
   const H = {
     running: false,
     timers: [],
@@ -114,15 +114,6 @@ export function createHealth({ api, SignedOut, serverNow, toast, announce }) {
   }
 
   const ageOf = (iso) => (serverNow() - Date.parse(iso)) / 1000;
-
-  async function call(path, opts) {
-    try {
-      return await api(path, opts);
-    } catch (e) {
-      if (e instanceof SignedOut) return null;
-      throw e;
-    }
-  }
 
   // -- loading -------------------------------------------------------------------------------
 

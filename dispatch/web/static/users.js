@@ -11,10 +11,10 @@ const $ = (id) => document.getElementById(id);
 const MIN_PASSWORD = 10; // dispatch/users.py MIN_PASSWORD
 
 /**
- * deps: api(path, opts) -> {ok, status, body, network}; SignedOut (what api throws once the
- * session ended); toast(text, kind); me() -> the signed-in user.
+ * deps: call(path, opts) -> {ok, status, body, network}, or null once the session has
+ * ended; toast(text, kind); me() -> the signed-in user.
  */
-export function createUsers({ api, SignedOut, toast, me }) {
+export function createUsers({ call, toast, me }) {
   const U = {
     running: false,
     seq: 0,
@@ -23,15 +23,6 @@ export function createUsers({ api, SignedOut, toast, me }) {
     acting: null, // {name, action} of the open dialog, to put focus back on its button
     confirmed: null, // what the confirm dialog runs
   };
-
-  async function call(path, opts) {
-    try {
-      return await api(path, opts);
-    } catch (e) {
-      if (e instanceof SignedOut) return null;
-      throw e;
-    }
-  }
 
   const refused = (res, fallback) => (res.network
     ? "Could not reach the server. Nothing was changed. Try again."

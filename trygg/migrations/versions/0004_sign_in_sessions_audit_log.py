@@ -128,7 +128,7 @@ def downgrade() -> None:
     op.drop_table('sign_in_failures')
     # One token per user comes back (the oldest live one; sessions cannot); a user
     # without one gets an unguessable digest, as 0003 needs one.
-    tokens = dict(bind.execute(sa.text(
+    tokens: dict[int, str] = dict(bind.execute(sa.text(
         "SELECT user_id, token_hash FROM credentials WHERE kind = 'token' "
         "AND revoked_at IS NULL ORDER BY id DESC")).all())
     users = bind.execute(sa.text("SELECT id FROM users")).scalars().all()

@@ -404,3 +404,75 @@ class AuditEntry(Base):
 
     __table_args__ = (Index("ix_audit_log_subject", "subject_type", "subject_id", "at"),
                       Index("ix_audit_log_actor", "actor", "at"))
+
+
+class OrderState(StrEnum):
+    OPEN = "open"
+    DONE = "done"
+    WILL_NOT_BE_DELIVERED = "will_not_be_delivered"
+
+
+class Order(Base):
+    """An install, extra alarm, removal or provider-change order, worked through its
+    steps by the providers, TFH and the alarm centre (see dispatch/orders.py)."""
+
+    __tablename__ = "orders"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(24))
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id"))
+    state: Mapped[str] = mapped_column(String(24), index=True)
+    # When the order arrived (by post or phone maybe earlier than it was registered):
+    # every deadline counts from here.
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_by: Mapped[str] = mapped_column(String(200))
+    # The day provider it concerns, frozen (a provider change: the new one).
+    provider_code: Mapped[str | None] = mapped_column(String(64))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    version: Mapped[int] = mapped_column(Integer, default=0)
+    customer: Mapped[Customer] = relationship()
+    site: Mapped[Site | None] = relationship()
+    steps: Mapped[list[OrderStep]] = relationship(
+        back_populates="order", order_by="OrderStep.position", cascade="all, delete-orphan")
+    timeline: Mapped[list[OrderTimelineEntry]] = relationship(
+        back_populates="order", order_by="OrderTimelineEntry.id", cascade="all, delete-orphan")
+
+
+class OrderStep(Base):
+    """One step of an order: whose it is, when it is due, and once done who did it when."""
+
+    __tablename__ = "order_steps"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    step: Mapped[str] = mapped_column(String(32))
+    owner: Mapped[str] = mapped_column(String(24))
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    done_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    done_by: Mapped[str | None] = mapped_column(String(200))
+    # What the step recorded (key numbers, the receipt, the unit's cid); "applies": false
+    # for a step the order turned out not to need (a lock that stays).
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    order: Mapped[Order] = relationship(back_populates="steps")
+
+    __table_args__ = (
+        # The open steps by due time: the board's overdue list without reading every order.
+        Index("ix_order_steps_open_due", "due_at",
+              sqlite_where=text("done_at IS NULL"), postgresql_where=text("done_at IS NULL")),
+    )
+
+
+class OrderTimelineEntry(Base):
+    """Everything that happened to an order, in order: created, each step, its end."""
+
+    __tablename__ = "order_timeline"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(32))
+    step: Mapped[str | None] = mapped_column(String(32))
+    note: Mapped[str | None] = mapped_column(Text)
+    order: Mapped[Order] = relationship(back_populates="timeline")

@@ -56,6 +56,7 @@ HEALTH = {"operator", "tfh", "alarm_manager"}
 CUSTOMERS = {"operator", "tfh", "alarm_manager", "admin"}
 EVERYONE: set[str] = set(ROLES)
 ADMIN = {"admin"}
+ORDERS = {"tfh", "operator", "alarm_manager"}
 PUBLIC = {"public"}
 
 RULES: dict[tuple[str, str], set[str]] = {
@@ -98,10 +99,16 @@ RULES: dict[tuple[str, str], set[str]] = {
     ("GET", "/api/providers"): EVERYONE,
     ("GET", "/api/audit"): {"admin", "alarm_manager"},
     ("GET", "/api/stream"): EVERYONE,
+    ("POST", "/api/orders"): ORDERS,
+    ("GET", "/api/orders"): ORDERS,
+    ("GET", "/api/orders/{order_id}"): ORDERS,
+    ("POST", "/api/orders/{order_id}/steps/{step}"): ORDERS,
+    ("POST", "/api/orders/{order_id}/will-not-be-delivered"): ORDERS,
 }
 # Values for path parameters: ids and names that exist nowhere (an allowed role gets 404
 # or 422 then, which is still "allowed": it was not refused for its role).
-PATH_VALUES = {"alarm_id": "999", "technical_id": "999", "code": "no-such", "name": "nobody"}
+PATH_VALUES = {"alarm_id": "999", "technical_id": "999", "code": "no-such", "name": "nobody",
+               "order_id": "999", "step": "installed"}
 
 
 @pytest.fixture

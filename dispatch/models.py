@@ -107,6 +107,7 @@ class Site(Base):
     area_code: Mapped[str] = mapped_column(ForeignKey("areas.code"))
     door_name: Mapped[str | None] = mapped_column(String(200))
     customer: Mapped[Customer] = relationship(back_populates="sites")
+    area: Mapped[Area] = relationship()
     devices: Mapped[list[Device]] = relationship(back_populates="site", order_by="Device.cid")
 
 
@@ -438,6 +439,8 @@ class Order(Base):
         back_populates="order", order_by="OrderStep.position", cascade="all, delete-orphan")
     timeline: Mapped[list[OrderTimelineEntry]] = relationship(
         back_populates="order", order_by="OrderTimelineEntry.id", cascade="all, delete-orphan")
+    notices: Mapped[list[OrderNotice]] = relationship(
+        order_by="OrderNotice.id", cascade="all, delete-orphan")
 
 
 class OrderStep(Base):
@@ -476,3 +479,55 @@ class OrderTimelineEntry(Base):
     step: Mapped[str | None] = mapped_column(String(32))
     note: Mapped[str | None] = mapped_column(Text)
     order: Mapped[Order] = relationship(back_populates="timeline")
+
+
+class KeySet(Base):
+    """A set of the customer's keys, by its number, and who holds it now."""
+
+    __tablename__ = "key_sets"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    number: Mapped[str] = mapped_column(String(32))
+    # "customer" | "day_provider" | "night_organisation" | "tfh", and which one (a code)
+    holder: Mapped[str] = mapped_column(String(24))
+    holder_code: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    returned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    history: Mapped[list[KeyHolding]] = relationship(
+        back_populates="key_set", order_by="KeyHolding.id", cascade="all, delete-orphan")
+
+    __table_args__ = (
+        # One live set of a number per customer; a returned number may be issued again.
+        Index("uq_key_sets_live_number", "customer_id", "number", unique=True,
+              sqlite_where=text("returned_at IS NULL"),
+              postgresql_where=text("returned_at IS NULL")),
+    )
+
+
+class KeyHolding(Base):
+    """One hand-over of a key set: to whom, when, by which order, against which receipt."""
+
+    __tablename__ = "key_holdings"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key_set_id: Mapped[int] = mapped_column(ForeignKey("key_sets.id"), index=True)
+    holder: Mapped[str] = mapped_column(String(24))
+    holder_code: Mapped[str | None] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id"))
+    # The receipt (kvittens) number, and to whom keys went back to the customer's side
+    # (a person the customer approved): kept here, never in logs.
+    receipt: Mapped[str | None] = mapped_column(String(64))
+    received_by: Mapped[str | None] = mapped_column(String(200))
+    key_set: Mapped[KeySet] = relationship(back_populates="history")
+
+
+class OrderNotice(Base):
+    """A text an order sends, as the routines word it (000): to the contact centre, the
+    home-care group. Generated from the order, stored as sent; no personal number."""
+
+    __tablename__ = "order_notices"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), index=True)
+    recipient: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    text: Mapped[str] = mapped_column(Text)

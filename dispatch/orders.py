@@ -31,17 +31,20 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.errors import TryggError
-from dispatch import workdays
+from dispatch import keys, workdays
 from dispatch.models import (
     Customer,
     Device,
     Order,
+    OrderNotice,
     OrderState,
     OrderStep,
     OrderTimelineEntry,
     Provider,
     Site,
 )
+from dispatch.notices import notices_for
+from dispatch.registry import SqlTeamDirectory
 
 DAY_PROVIDER, NIGHT, TFH, CENTRE = "day_provider", "night_organisation", "tfh", "alarm_centre"
 OWNERS = (DAY_PROVIDER, NIGHT, TFH, CENTRE)
@@ -161,6 +164,7 @@ class NewOrder:
     received_at: datetime | None = None
     provider: str | None = None  # a provider change: the new day provider
     effective: date | None = None  # a provider change: from which date
+    assessor: str | None = None  # the needs assessor who sent it: signs its notices
 
 
 def _times(order: Order) -> Times:
@@ -221,8 +225,9 @@ def create(session: Session, new: NewOrder, actor: str, now: datetime) -> Order:
     if received > now:
         raise OrderRefused("received_at is in the future: an order is registered when it "
                            "has arrived")
-    details: dict[str, Any] = {}
+    details: dict[str, Any] = {"assessor": new.assessor} if new.assessor else {}
     provider = customer.day_provider.code if customer.day_provider else None
+    new_provider = None
     if new.kind == "extra_alarm":
         if site is None or site.kind != "extra":
             raise OrderRefused("an extra alarm needs the customer's extra site (`site`, a "
@@ -233,7 +238,8 @@ def create(session: Session, new: NewOrder, actor: str, now: datetime) -> Order:
                 "provider yet: the extra alarm is ordered only after that (000)",
                 conflict=True)
     if new.kind == "provider_change":
-        provider, details = _provider_change(session, customer, new, received)
+        new_provider, change = _provider_change(session, customer, new, received)
+        provider, details = new_provider.code, {**details, **change}
     order = Order(kind=new.kind, customer=customer, site=site, state=OrderState.OPEN,
                   received_at=received, created_at=now, created_by=actor,
                   provider_code=provider, details=details, version=0)
@@ -242,13 +248,15 @@ def create(session: Session, new: NewOrder, actor: str, now: datetime) -> Order:
                              details={}) for i, s in enumerate(STEPS[new.kind], 1)]
     _note(order, now, actor, "created",
           note=f"received {workdays.local(received).isoformat(timespec='minutes')}")
+    order.notices = [OrderNotice(recipient=n.recipient, created_at=now, text=n.text)
+                     for n in notices_for(order, customer.day_provider, new_provider)]
     session.add(order)
     session.flush()
     return order
 
 
 def _provider_change(session: Session, customer: Customer, new: NewOrder,
-                     received: datetime) -> tuple[str, dict[str, Any]]:
+                     received: datetime) -> tuple[Provider, dict[str, Any]]:
     if not new.provider or new.effective is None:
         raise OrderRefused("a provider change needs `provider` (the new day provider's "
                            "code) and `effective_date`")
@@ -266,7 +274,7 @@ def _provider_change(session: Session, customer: Customer, new: NewOrder,
                            f"between {first.isoformat()} (exclusive) and "
                            f"{latest.isoformat()} (004 §2.4)")
     old = customer.day_provider.code if customer.day_provider else None
-    return provider.code, {"effective_date": new.effective.isoformat(), "old_provider": old}
+    return provider, {"effective_date": new.effective.isoformat(), "old_provider": old}
 
 
 def get(session: Session, order_id: int) -> Order:
@@ -324,11 +332,38 @@ def _apply(session: Session, order: Order, step: str, details: dict[str, Any], a
         _remove_devices(session, order, "base_unit")
     elif step == "lock_removed":
         _remove_devices(session, order, "lock")
+    elif step in ("keys_collected", "keys_handed_over", "keys_returned"):
+        _move_keys(session, order, step, details, now)
     elif step == "contact_agreed" and details["lock_removed"] is False:
         lock = next(s for s in order.steps if s.step == "lock_removed")
         lock.done_at, lock.done_by, lock.details = now, actor, {"applies": False}
         _note(order, now, actor, "not_applicable", "lock_removed",
               "the lock stays (agreed with the customer)")
+
+
+def _move_keys(session: Session, order: Order, step: str, details: dict[str, Any],
+               now: datetime) -> None:
+    """The key sets follow the order: collected, handed to a new provider, returned."""
+    try:
+        if step == "keys_collected":
+            numbers = [str(n) for n in details["key_numbers"]]
+            night_key = details.get("night_key")
+            if night_key is not None and night_key not in numbers:
+                raise StepRefused("night_key must be one of key_numbers", conflict=False)
+            site = order.site or next((s for s in order.customer.sites if s.kind == "main"),
+                                      None)
+            night = SqlTeamDirectory(session).night_team(site.area_code) if site else None
+            holders = {n: ((NIGHT, night.code if night else None) if n == night_key
+                           else (DAY_PROVIDER, order.provider_code)) for n in numbers}
+            keys.collect(session, order.customer_id, holders, now, order.id)
+        elif step == "keys_handed_over":
+            keys.hand_over(session, order.customer_id, [str(n) for n in details["key_numbers"]],
+                           DAY_PROVIDER, order.provider_code, now, order.id)
+        else:
+            keys.return_all(session, order.customer_id, str(details["to"]),
+                            str(details["receipt"]), now, order.id)
+    except keys.KeyRefused as exc:
+        raise StepRefused(str(exc)) from exc
 
 
 def _register_unit(session: Session, order: Order, cid: str, model: str | None) -> None:
@@ -377,3 +412,21 @@ def will_not_be_delivered(session: Session, order_id: int, reason: str, actor: s
 def overdue_steps(order: Order, now: datetime) -> list[OrderStep]:
     return [s for s in order.steps if s.done_at is None and s.due_at is not None
             and s.due_at < now and order.state == OrderState.OPEN]
+
+
+def day_provider_at(session: Session, customer: Customer, at: datetime) -> str | None:
+    """The customer's day provider for a routing decision at `at`: that of the latest
+    provider change that has started by then (07:00 on its date), else the registry's.
+
+    Asked at decision time, so an alarm at 07:00:00 on the date goes to the new provider
+    however late a sweep would run; an alarm routed before keeps its team (frozen)."""
+    changes = session.execute(
+        select(Order.provider_code, Order.details).where(
+            Order.customer_id == customer.id, Order.kind == "provider_change",
+            Order.state != OrderState.WILL_NOT_BE_DELIVERED)).all()
+    started = [(date.fromisoformat(d["effective_date"]), code) for code, d in changes
+               if workdays.provider_change_starts(date.fromisoformat(d["effective_date"]))
+               <= at]
+    if started:
+        return max(started)[1]
+    return customer.day_provider.code if customer.day_provider else None

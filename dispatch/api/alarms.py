@@ -15,6 +15,7 @@ from dispatch import audit, services
 from dispatch.api.audit import note
 from dispatch.api.deps import AppState, StateDep, client_address, known_id
 from dispatch.api.roles import allow
+from dispatch.keys import key_view, live_sets
 from dispatch.lifecycle import InvalidTransition, MissingReason
 from dispatch.metrics import REVEALS, TRANSITIONS
 from dispatch.models import OPEN_STATES, Alarm, AlarmState, Site
@@ -140,7 +141,11 @@ async def _view(state: AppState, user: Principal, alarm_id: int) -> dict[str, An
         alarm = s.get(Alarm, alarm_id)
         if alarm is None or not visible_to(alarm, user):
             return None
-        return alarm_view(alarm, state.rules.timers.reminder_after, with_log=True)
+        view = alarm_view(alarm, state.rules.timers.reminder_after, with_log=True)
+        # The key numbers a responder needs to get in, and who holds each set now.
+        view["keys"] = [] if alarm.customer_id is None else [
+            key_view(k, with_receipts=False) for k in live_sets(s, alarm.customer_id)]
+        return view
 
     view = await state.db.read(load)
     if view is None:

@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from dispatch import audit, orders
+from dispatch import audit, keys, orders
 from dispatch.api.deps import AppState, StateDep, client_address, known_id
 from dispatch.api.roles import allow
 from dispatch.models import Customer, Order, OrderState, OrderStep
@@ -42,6 +42,8 @@ class OrderIn(BaseModel):
                                  description="provider_change: the new day provider's code")
     effective_date: date | None = Field(default=None,
                                         description="provider_change: from which date")
+    assessor: str | None = Field(default=None, max_length=200,
+                                 description="the needs assessor who sent it (signs notices)")
 
 
 class StepIn(BaseModel):
@@ -56,7 +58,7 @@ def _iso(at: datetime | None) -> str | None:
     return local(at).isoformat() if at else None
 
 
-def order_view(order: Order, now: datetime) -> dict[str, Any]:
+def order_view(session: Session, order: Order, now: datetime) -> dict[str, Any]:
     overdue = {s.step for s in orders.overdue_steps(order, now)}
     return {
         "id": order.id,
@@ -74,6 +76,11 @@ def order_view(order: Order, now: datetime) -> dict[str, Any]:
                    "details": s.details} for s in order.steps],
         "timeline": [{"at": _iso(e.at), "actor": e.actor, "action": e.action,
                       "step": e.step, "note": e.note} for e in order.timeline],
+        "notices": [{"recipient": n.recipient, "created_at": _iso(n.created_at),
+                     "text": n.text} for n in order.notices],
+        # The customer's key sets, live and returned, with every hand-over and receipt,
+        # whichever order moved them.
+        "keys": [keys.key_view(k) for k in keys.all_sets(session, order.customer_id)],
     }
 
 
@@ -94,7 +101,7 @@ async def _change(state: AppState, user: Principal, request: Request, action: st
         audit.record(s, user, action, now, subject=("order", order.id),
                      address=client_address(request),
                      detail={"kind": order.kind, "state": order.state})
-        return order_view(order, now)
+        return order_view(s, order, now)
 
     try:
         return await state.db.write(run)
@@ -111,7 +118,7 @@ async def create_order(body: OrderIn, request: Request, state: StateDep,
                             "received_at needs a UTC offset, e.g. 2026-11-27T16:05:00+01:00")
     new = orders.NewOrder(kind=body.kind, customer=body.customer, site=body.site,
                           received_at=body.received_at, provider=body.provider,
-                          effective=body.effective_date)
+                          effective=body.effective_date, assessor=body.assessor)
     now = state.clock.now()
     return await _change(state, user, request, "order.create",
                          lambda s: orders.create(s, new, user.name, now))
@@ -144,7 +151,7 @@ async def get_order(order_id: int, state: StateDep, user: Worker) -> dict[str, A
     now = state.clock.now()
 
     def load(s: Session) -> dict[str, Any]:
-        return order_view(orders.get(s, order_id), now)
+        return order_view(s, orders.get(s, order_id), now)
 
     try:
         return await state.db.read(load)
@@ -183,7 +190,7 @@ async def list_orders(
         if overdue:
             q = q.where(Order.state == OrderState.OPEN, Order.steps.any(
                 OrderStep.done_at.is_(None) & (OrderStep.due_at < now)))
-        views = [order_view(o, now) for o in s.execute(q.order_by(Order.id.desc())).scalars()]
+        views = [order_view(s, o, now) for o in s.execute(q.order_by(Order.id.desc())).scalars()]
         return sorted(views, key=_urgency)
 
     return {"server_time": now.isoformat(), "orders": await state.db.read(load)}

@@ -14,9 +14,11 @@ from sqlalchemy import select
 
 from core.clock import FakeClock
 from core.db import Database
-from dispatch.models import Device
+from dispatch import orders
+from dispatch.models import Alarm, Customer, Device
 from dispatch.users import add_user
 from tests.integration.test_access import make_app
+from tests.integration.test_outbox import press
 
 SE = ZoneInfo("Europe/Stockholm")
 FRIDAY_16_05 = datetime(2026, 11, 27, 16, 5, tzinfo=SE)
@@ -254,3 +256,111 @@ async def test_the_board_filters_by_state_kind_owner_and_overdue(
     assert ids(tfh_open) == [removal["id"]]
     assert ids(nights) == [install["id"]]
     assert ids(done) == []
+
+
+# -- keys and notices ----------------------------------------------------------------------
+
+
+async def install_to_keys(client: httpx.AsyncClient, customer: str,
+                          **key_details: Any) -> dict[str, Any]:
+    body = await order(client, kind="install", customer=customer, assessor="Eva Ek")
+    for name in ("provider_confirms", "night_confirms"):
+        await step(client, body["id"], name)
+    collected = await step(client, body["id"], "keys_collected", **key_details)
+    assert collected.status_code == 200, collected.text
+    result: dict[str, Any] = collected.json()
+    return result
+
+
+async def test_keys_go_to_the_day_provider_and_the_night_patrol_with_their_numbers(
+        tfh: httpx.AsyncClient, db: Database, clock: FakeClock) -> None:
+    body = await install_to_keys(tfh, "K-1007", key_numbers=["D-4", "N-4"], night_key="N-4")
+    again = await order(tfh, kind="install", customer="K-1007")
+    for name in ("provider_confirms", "night_confirms"):
+        await step(tfh, again["id"], name)
+    twice = await step(tfh, again["id"], "keys_collected", key_numbers=["D-4"])
+
+    assert [(k["number"], k["holder"], k["holder_code"]) for k in body["keys"]] == [
+        ("D-4", "day_provider", "trygga-hander"),
+        ("N-4", "night_organisation", "nattpatrull-kungsangen")]
+    assert twice.status_code == 409 and "D-4" in twice.json()["detail"]
+
+
+async def test_the_alarms_details_show_the_key_numbers_a_responder_needs(
+        tfh: httpx.AsyncClient, db: Database, clock: FakeClock) -> None:
+    await install_to_keys(tfh, "K-1007", key_numbers=["D-4", "N-4"], night_key="N-4")
+    press(db, clock, "100007")
+    operator = db.transaction(lambda s: add_user(s, "Olle", "operator", clock.now()))
+    alarm_id = db.transaction(lambda s: s.execute(select(Alarm.id)).scalar_one())
+
+    details = (await tfh.get(f"/api/alarms/{alarm_id}",
+                             headers={"Authorization": f"Bearer {operator}"})).json()
+
+    assert details["keys"] == [
+        {"number": "D-4", "holder": "day_provider", "holder_code": "trygga-hander",
+         "returned_at": None},
+        {"number": "N-4", "holder": "night_organisation",
+         "holder_code": "nattpatrull-kungsangen", "returned_at": None}]
+
+
+async def test_a_new_provider_gets_the_keys_and_a_removal_returns_them_on_a_receipt(
+        tfh: httpx.AsyncClient, clock: FakeClock) -> None:
+    await install_to_keys(tfh, "K-1007", key_numbers=["D-4"])
+    change = await order(tfh, kind="provider_change", customer="K-1007",
+                         provider="solrosen", effective_date="2026-12-03")
+    await step(tfh, change["id"], "new_provider_confirms")
+    handed = (await step(tfh, change["id"], "keys_handed_over", key_numbers=["D-4"])).json()
+    removal = await order(tfh, kind="removal", customer="K-1007")
+    await step(tfh, removal["id"], "contact_agreed", lock_removed=True)
+    returned = (await step(tfh, removal["id"], "keys_returned", to="the customer's son",
+                           identity_checked=True, receipt="KV-77")).json()
+
+    assert [(k["number"], k["holder_code"]) for k in handed["keys"]] == [("D-4", "solrosen")]
+    assert [h["holder_code"] for h in handed["keys"][0]["history"]] == [
+        "trygga-hander", "solrosen"]
+    (back,) = returned["keys"]
+    assert back["returned_at"] is not None
+    assert back["history"][-1] | {"at": None} == {
+        "holder": "customer", "holder_code": None, "at": None, "order_id": removal["id"],
+        "receipt": "KV-77", "received_by": "the customer's son"}
+
+
+async def test_each_order_stores_the_notice_of_the_routine_without_personal_data(
+        tfh: httpx.AsyncClient) -> None:
+    install = await order(tfh, kind="install", customer="K-1007", assessor="Eva Ek",
+                          received_at=FRIDAY_16_05.isoformat())
+    removal = await order(tfh, kind="removal", customer="K-1007")
+    change = await order(tfh, kind="provider_change", customer="K-1007",
+                         provider="solrosen", effective_date="2026-12-03")
+
+    assert install["notices"][0]["recipient"] == "kontaktcenter"
+    assert install["notices"][0]["text"] == (
+        "Trygghetslarm beviljat 2026-11-27. Kund har fått info om nyckel och digitalt lås. "
+        "Kontakta Trygga Händer Omsorg AB för installation. / Eva Ek biståndshandläggare "
+        "Kungsängen")
+    assert removal["notices"][0]["text"].startswith(
+        "Avslut trygghetslarm 2026-11-30. Kontakta Trygga Händer Omsorg AB för avinstallation.")
+    assert "från 2026-12-03 kl 07:00" in change["notices"][0]["text"]
+    every = " ".join(n["text"] for o in (install, removal, change) for n in o["notices"])
+    assert "Birgitta" not in every and "Kyrkvägen" not in every
+
+
+async def test_routing_follows_a_provider_change_from_07_00_on_its_date(
+        tfh: httpx.AsyncClient, db: Database, clock: FakeClock) -> None:
+    clock.set(se(2026, 11, 27, 16, 0))  # Friday: the change may be as late as Friday next
+    await order(tfh, kind="provider_change", customer="K-1008", provider="trygga-hander",
+                effective_date="2026-12-01")
+    ended = await order(tfh, kind="provider_change", customer="K-1008",
+                        provider="kommunens-hemtjanst", effective_date="2026-11-30")
+    await tfh.post(f"/api/orders/{ended['id']}/will-not-be-delivered",
+                   json={"reason": "the customer changed their mind"})
+
+    def provider_at(at: datetime) -> str | None:
+        def ask(s: Any) -> str | None:
+            customer = s.execute(select(Customer).where(Customer.code == "K-1008")).scalar_one()
+            return orders.day_provider_at(s, customer, at)
+        return db.transaction(ask)
+
+    assert provider_at(se(2026, 11, 30, 12, 0)) == "solrosen"  # the ended change counts not
+    assert provider_at(se(2026, 12, 1, 6, 59, 59)) == "solrosen"
+    assert provider_at(se(2026, 12, 1, 7, 0)) == "trygga-hander"

@@ -31,7 +31,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.errors import TryggError
-from dispatch import keys, workdays
+from dispatch import audit, keys, workdays
 from dispatch.models import (
     Customer,
     Device,
@@ -430,3 +430,31 @@ def day_provider_at(session: Session, customer: Customer, at: datetime) -> str |
     if started:
         return max(started)[1]
     return customer.day_provider.code if customer.day_provider else None
+
+
+def apply_started_provider_changes(session: Session, now: datetime) -> int:
+    """Make the registry say what routing already does: a provider change that has
+    started becomes the customer's day provider (once, on the order's timeline and in the
+    audit log). Routing does not wait for this (`day_provider_at`)."""
+    applied = 0
+    for order in session.execute(select(Order).where(
+            Order.kind == "provider_change",
+            Order.state != OrderState.WILL_NOT_BE_DELIVERED)).scalars():
+        effective = date.fromisoformat(order.details["effective_date"])
+        if order.details.get("applied_at") or workdays.provider_change_starts(effective) > now:
+            continue
+        provider = session.execute(select(Provider).where(
+            Provider.code == order.provider_code)).scalar_one_or_none()
+        if provider is None:
+            continue
+        before = order.customer.day_provider.code if order.customer.day_provider else None
+        order.customer.day_provider_id = provider.id
+        order.details = {**order.details, "applied_at": now.isoformat()}
+        _note(order, now, "system", "provider_changed",
+              note=f"day provider {before} -> {provider.code}")
+        audit.record(session, audit.System("system"), "registry.update", now,
+                     subject=("customers", order.customer.code),
+                     detail={"changes": {"day_provider_id": {
+                         "before": before, "after": provider.code}}, "order": order.id})
+        applied += 1
+    return applied

@@ -32,7 +32,7 @@ from core.clock import Clock
 from core.db import Database, Lane
 from core.errors import LinkDown
 from core.logs import Throttle
-from dispatch import services
+from dispatch import orders, services
 from dispatch.live import LiveFeed
 from dispatch.metrics import (
     ALARMS_RECEIVED,
@@ -65,6 +65,7 @@ class Publish(Protocol):
 # press, which would reach the operators without its call-out.
 QUARANTINE_AFTER = 3
 QUARANTINE_AFTER_S = 30.0
+PROVIDER_CHANGE_CHECK = timedelta(minutes=1)
 
 
 def database_unreachable(exc: BaseException) -> bool:
@@ -117,6 +118,7 @@ class Dispatcher:
         self.quarantine_after_s = QUARANTINE_AFTER_S
         self._event_failures = Throttle()
         self._one_by_one = 0  # events still to apply alone, to find the one to blame
+        self._provider_changes_checked: datetime | None = None
 
     @property
     def reminder_after(self) -> timedelta:
@@ -192,6 +194,7 @@ class Dispatcher:
 
     async def fire_due(self) -> Outcome:
         now = self.clock.now()
+        await self.apply_provider_changes(now)
         if not await self.db.read(lambda s: services.has_due(s, now)):
             return Outcome()
         out = await self.db.write(lambda s: services.fire_due(s, now, self.rules),
@@ -199,6 +202,16 @@ class Dispatcher:
         REMINDERS.inc(out.reminders)
         await self._after(out)
         return out
+
+    async def apply_provider_changes(self, now: datetime) -> int:
+        """Provider changes that started become the customer's day provider; checked at
+        most once a minute (routing asks the orders itself, to the second)."""
+        if self._provider_changes_checked and now - self._provider_changes_checked < \
+                PROVIDER_CHANGE_CHECK:
+            return 0
+        self._provider_changes_checked = now
+        return await self.db.write(lambda s: orders.apply_started_provider_changes(s, now),
+                                   Lane.BACKGROUND)
 
     async def send_outbox(self) -> int:
         """Publish what waits in the outbox, in order; returns how many were sent.

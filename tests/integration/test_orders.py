@@ -364,3 +364,23 @@ async def test_routing_follows_a_provider_change_from_07_00_on_its_date(
     assert provider_at(se(2026, 11, 30, 12, 0)) == "solrosen"  # the ended change counts not
     assert provider_at(se(2026, 12, 1, 6, 59, 59)) == "solrosen"
     assert provider_at(se(2026, 12, 1, 7, 0)) == "trygga-hander"
+
+
+async def test_a_started_provider_change_becomes_the_customers_provider_once(
+        tfh: httpx.AsyncClient, db: Database, clock: FakeClock) -> None:
+    clock.set(se(2026, 11, 27, 16, 0))
+    change = await order(tfh, kind="provider_change", customer="K-1008",
+                         provider="trygga-hander", effective_date="2026-12-01")
+
+    def apply(at: datetime) -> int:
+        return db.transaction(lambda s: orders.apply_started_provider_changes(s, at))
+
+    early = apply(se(2026, 12, 1, 6, 59))
+    on_time = apply(se(2026, 12, 1, 7, 0))
+    again = apply(se(2026, 12, 1, 7, 1))
+    customer = (await tfh.get("/api/customers/K-1008")).json()
+    timeline = (await tfh.get(f"/api/orders/{change['id']}")).json()["timeline"]
+
+    assert (early, on_time, again) == (0, 1, 0)
+    assert customer["day_provider"] == "trygga-hander"
+    assert timeline[-1]["action"] == "provider_changed"

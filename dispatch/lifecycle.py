@@ -138,3 +138,8 @@ def repeat(alarm: Alarm, at: datetime, cid: str) -> None:
 def note_device(alarm: Alarm, action: str, at: datetime, cid: str, note: str | None) -> None:
     """Something the unit said about this alarm that changes no state (e.g. a cancel)."""
     _log(alarm, action, at, f"device:{cid}", note)
+
+
+def note(alarm: Alarm, action: str, at: datetime, actor: str, text: str | None) -> None:
+    """Something about this alarm that changes no state, by anyone (a user, a lock)."""
+    _log(alarm, action, at, actor, text)

@@ -29,7 +29,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from core import inbox
 from core.errors import TryggError
 from devices.events import EventKind
-from dispatch import lifecycle, technical
+from dispatch import lifecycle, locks, orders, technical
 from dispatch.config import Shifts, Timers
 from dispatch.models import (
     AWAITING_CHECK_IN,
@@ -176,6 +176,17 @@ class _Batch:
             row.cid for row in rows if row.kind in technical.TECHNICAL_EVENT_KINDS})
         self._teams: dict[int, Team] = {}
         self.created: list[Alarm] = []  # new alarms, called out together in finish()
+        self._changing: set[int] | None = None
+
+    def day_provider(self, customer: Customer, at: datetime) -> str | None:
+        """The customer's day provider for a decision at `at`: the registry's, unless a
+        provider change concerns them (one query a batch finds who has one)."""
+        if self._changing is None:
+            self._changing = orders.customers_changing_provider(self.session) \
+                if self.devices else set()
+        if customer.id in self._changing:
+            return orders.day_provider_at(self.session, customer, at)
+        return customer.day_provider.code if customer.day_provider else None
 
     def finish(self, now: datetime, rules: DispatchRules, out: Outcome) -> None:
         """Call out the new alarms: one flush gives them all their ids, not one each."""
@@ -326,6 +337,11 @@ def _apply(batch: _Batch, row: Any, now: datetime, rules: DispatchRules,
         technical.on_event(batch.technical, cid=row.cid, kind=kind, at=row.received_at,
                            event_id=row.id, status_code=row.status_code, rule=rules.mass,
                            change=out.health)
+    elif kind in locks.LOCK_EVENT_KINDS:
+        # Evidence on the open alarm at the lock's site, never a state change by itself.
+        for alarm_id in locks.note_lock_event(batch.session, cid=row.cid, kind=kind,
+                                              at=row.received_at, event_id=row.id):
+            out.touch(alarm_id)
     elif kind is EventKind.CANCELLED:
         alarm = batch.open.get(row.cid)
         if alarm is not None:
@@ -349,7 +365,7 @@ def _on_alarm(batch: _Batch, row: Any, now: datetime, rules: DispatchRules,
     decision = route(
         at=at, shifts=rules.shifts,
         area_code=site.area_code if site else None,
-        day_provider=customer.day_provider.code if customer and customer.day_provider else None,
+        day_provider=batch.day_provider(customer, at) if customer else None,
         teams=batch.directory,
     )
     team = batch.team(decision.team.id) if decision.team else None

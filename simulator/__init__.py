@@ -1,5 +1,6 @@
-"""Simulated base units that talk SCAIP over MQTT, driven by scenario files, and a
-simulated DC-09 alarm receiver on a pseudo-terminal.
+"""Simulated base units that talk SCAIP over MQTT, driven by scenario files, simulated
+digital locks that obey the alarm centre's unlock commands, and a simulated DC-09 alarm
+receiver on a pseudo-terminal.
 
 `run_simulation` plays a scenario (`load_scenario("demo")` or a file path) with one
 simulated unit per cid over one shared MQTT link, and returns a `SimulationReport`.
@@ -9,6 +10,7 @@ opens as a serial line; `play_receiver_traffic` is its demo traffic.
 
 from simulator.errors import LinkDown, ScenarioError, SimulatorError, Unanswered
 from simulator.link import DeviceLink
+from simulator.lock import LockAction, SimulatedLock
 from simulator.receiver import (
     ReceiverEvent,
     ReceiverTally,
@@ -23,11 +25,13 @@ __all__ = [
     "Action",
     "DeviceLink",
     "LinkDown",
+    "LockAction",
     "ReceiverEvent",
     "ReceiverTally",
     "Scenario",
     "ScenarioError",
     "SimulatedBaseUnit",
+    "SimulatedLock",
     "SimulatedReceiver",
     "SimulationReport",
     "SimulatorError",

@@ -1,7 +1,8 @@
 """The MQTT side of the simulator: one shared connection that every simulated unit uses.
 
 Units publish their `<mrq>` through the link, and the link hands each `<mrs>` to the
-message session waiting for it, keyed by (cid, ref). One client for all units keeps a
+message session waiting for it, keyed by (cid, ref), and each command on a lock's `cmd`
+topic to the lock listening for it. One client for all units keeps a
 simulation of hundreds of units to one broker connection. Against a broker with
 per-device ACLs (deploy/) that connection can speak only for the unit whose account it
 signs in with: give `username` (the cid), its `password` and `tls` to simulate that one
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from types import TracebackType
 
 import aiomqtt
@@ -38,6 +39,11 @@ def mrq_topic(root: str, cid: str) -> str:
 def mrs_topic(root: str, cid: str) -> str:
     """Where the alarm centre publishes its responses to a unit."""
     return f"{root}/dev/{cid}/mrs"
+
+
+def cmd_topic(root: str, cid: str) -> str:
+    """Where the alarm centre publishes its commands to a device (a lock's unlock)."""
+    return f"{root}/dev/{cid}/cmd"
 
 
 class DeviceLink:
@@ -76,6 +82,7 @@ class DeviceLink:
         self._up = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._waiting: dict[tuple[str, str], asyncio.Queue[ScaipResponse]] = {}
+        self._commands: dict[str, asyncio.Queue[bytes]] = {}
 
     @property
     def connected(self) -> bool:
@@ -125,6 +132,26 @@ class DeviceLink:
         finally:
             del self._waiting[key]
 
+    @contextlib.asynccontextmanager
+    async def commands(self, cid: str) -> AsyncIterator[asyncio.Queue[bytes]]:
+        """Collect every command published to `cid` (raw `<cmd>` frames) while the block
+        runs. Subscribed before the block starts if the link is up, and again after every
+        reconnect; only devices that take commands (locks) subscribe to their topic.
+        """
+        if cid in self._commands:
+            raise ValueError(f"device {cid} is already listening for commands")
+        queue: asyncio.Queue[bytes] = asyncio.Queue()
+        self._commands[cid] = queue
+        try:
+            if (client := self._client) is not None:
+                await client.subscribe(cmd_topic(self.root, cid), qos=1)
+            yield queue
+        finally:
+            del self._commands[cid]
+            if (client := self._client) is not None:
+                with contextlib.suppress(aiomqtt.MqttError):
+                    await client.unsubscribe(cmd_topic(self.root, cid))
+
     async def _stay_connected(self) -> None:
         """Connect, subscribe, route answers; on any MQTT failure wait and start over."""
         delay = self._retry_min_s
@@ -134,6 +161,8 @@ class DeviceLink:
                                           password=self._password,
                                           tls_params=self._tls) as client:
                     await client.subscribe(f"{self.root}/dev/+/mrs", qos=1)
+                    for cid in list(self._commands):
+                        await client.subscribe(cmd_topic(self.root, cid), qos=1)
                     self._went_up(client)
                     delay = self._retry_min_s
                     async for message in client.messages:
@@ -178,9 +207,15 @@ class DeviceLink:
         self._up.clear()
 
     def _route(self, message: aiomqtt.Message) -> None:
-        cid = self._cid_of(message.topic.value)
         payload = message.payload
-        if cid is None or not isinstance(payload, bytes | bytearray):
+        if not isinstance(payload, bytes | bytearray):
+            return
+        if (cid := self._cid_of(message.topic.value, "/cmd")) is not None:
+            if (commands := self._commands.get(cid)) is not None:
+                commands.put_nowait(bytes(payload))  # the device reads it strictly itself
+            return
+        cid = self._cid_of(message.topic.value, "/mrs")
+        if cid is None:
             return
         try:
             response = decode_response(bytes(payload))
@@ -194,8 +229,8 @@ class DeviceLink:
             return
         answers.put_nowait(response)
 
-    def _cid_of(self, topic: str) -> str | None:
-        prefix, suffix = f"{self.root}/dev/", "/mrs"
+    def _cid_of(self, topic: str, suffix: str) -> str | None:
+        prefix = f"{self.root}/dev/"
         if not (topic.startswith(prefix) and topic.endswith(suffix)):
             return None
         return topic[len(prefix) : -len(suffix)] or None

@@ -3,7 +3,8 @@
 Each method is one message session: a fresh `ref`, the request published at QoS 1, and
 the identical bytes published again every `resend_after_s` until an `<mrs>` with that
 ref arrives or `give_up_after_s` has passed. A HOLD answer (snu 4) means "being
-processed, ask again": the unit keeps resending, as SCAIP requires.
+processed, ask again": the unit keeps resending, as SCAIP requires. `SimulatedDevice`
+holds these sessions for every simulated device, the lock (simulator/lock.py) too.
 """
 
 from __future__ import annotations
@@ -66,8 +67,9 @@ class Uplink(Protocol):
 class UnitTally:
     """What one unit has done so far; the runner sums these into the report."""
 
-    sent: Counter[Action] = field(default_factory=Counter)  # message sessions begun
-    answered: Counter[Action] = field(default_factory=Counter)  # got a final (non-HOLD) answer
+    # Keyed by action: an `Action` of a unit, a `LockAction` of a lock (both strings).
+    sent: Counter[str] = field(default_factory=Counter)  # message sessions begun
+    answered: Counter[str] = field(default_factory=Counter)  # got a final (non-HOLD) answer
     refused: int = 0  # final answers whose snu was not OK
     transmissions: int = 0  # copies the broker accepted, first ones and resends
     resends: int = 0  # of those, the repeats
@@ -75,11 +77,11 @@ class UnitTally:
     publish_failures: int = 0  # copies the link could not publish (broker away)
 
 
-_SPOKEN = {Action.CHECK_IN: "check in", Action.CHECK_OUT: "check out"}
+_SPOKEN: dict[str, str] = {Action.CHECK_IN: "check in", Action.CHECK_OUT: "check out"}
 
 
-class SimulatedBaseUnit:
-    """One base unit with pendant, as the alarm centre sees it over MQTT."""
+class SimulatedDevice:
+    """What every simulated SCAIP device shares: message sessions, resent until answered."""
 
     def __init__(
         self,
@@ -99,52 +101,10 @@ class SimulatedBaseUnit:
         self._ref_prefix = secrets.token_hex(4)
         self._counter = itertools.count(1)
 
-    async def press(self, pendant: str = "1") -> ScaipResponse:
-        """The customer pressed the pendant: an alarm (no status code)."""
-        request = ScaipRequest(
-            ref=self._next_ref(), cid=self.cid, dty=DTY_PENDANT, did=pendant, dco=DCO_BUTTON_1
-        )
-        return await self._session(Action.PRESS, request)
-
-    async def check_in(self) -> ScaipResponse:
-        """Staff on site pressed yellow then green: "check in"."""
-        return await self._report_status(Action.CHECK_IN)
-
-    async def check_out(self) -> ScaipResponse:
-        """Staff leaving: "check out"."""
-        return await self._report_status(Action.CHECK_OUT)
-
-    async def heartbeat(self) -> ScaipResponse:
-        request = ScaipRequest(ref=self._next_ref(), cid=self.cid, dty=DTY_UNIT, mty="PI")
-        return await self._session(Action.HEARTBEAT, request)
-
-    async def mains_lost(self) -> ScaipResponse:
-        return await self._report_status(Action.MAINS_LOST)
-
-    async def mains_restored(self) -> ScaipResponse:
-        return await self._report_status(Action.MAINS_RESTORED)
-
-    async def battery_low(self) -> ScaipResponse:
-        return await self._report_status(Action.BATTERY_LOW)
-
-    async def perform(self, action: Action, *, pendant: str = "1") -> ScaipResponse:
-        """Do `action` by name, as a scenario step asks."""
-        if action is Action.PRESS:
-            return await self.press(pendant)
-        if action is Action.HEARTBEAT:
-            return await self.heartbeat()
-        return await self._report_status(action)
-
-    async def _report_status(self, action: Action) -> ScaipResponse:
-        request = ScaipRequest(
-            ref=self._next_ref(), cid=self.cid, dty=DTY_UNIT, stc=_UNIT_STATUS[action]
-        )
-        return await self._session(action, request)
-
     def _next_ref(self) -> str:
         return f"{self._ref_prefix}{next(self._counter):x}"
 
-    async def _session(self, action: Action, request: ScaipRequest) -> ScaipResponse:
+    async def _session(self, action: str, request: ScaipRequest) -> ScaipResponse:
         self.tally.sent[action] += 1
         bound = log.bind(cid=self.cid, ref=request.ref, action=str(action))
         with self._link.expect(self.cid, request.ref) as answers:
@@ -160,7 +120,7 @@ class SimulatedBaseUnit:
 
     async def _resend_until_answered(
         self,
-        action: Action,
+        action: str,
         request: ScaipRequest,
         answers: asyncio.Queue[ScaipResponse],
         bound: structlog.typing.FilteringBoundLogger,
@@ -203,3 +163,49 @@ class SimulatedBaseUnit:
             self.tally.resends += 1
             bound.info("simulator.unit.resent")
         return 1
+
+
+class SimulatedBaseUnit(SimulatedDevice):
+    """One base unit with pendant, as the alarm centre sees it over MQTT."""
+
+    async def press(self, pendant: str = "1") -> ScaipResponse:
+        """The customer pressed the pendant: an alarm (no status code)."""
+        request = ScaipRequest(
+            ref=self._next_ref(), cid=self.cid, dty=DTY_PENDANT, did=pendant, dco=DCO_BUTTON_1
+        )
+        return await self._session(Action.PRESS, request)
+
+    async def check_in(self) -> ScaipResponse:
+        """Staff on site pressed yellow then green: "check in"."""
+        return await self._report_status(Action.CHECK_IN)
+
+    async def check_out(self) -> ScaipResponse:
+        """Staff leaving: "check out"."""
+        return await self._report_status(Action.CHECK_OUT)
+
+    async def heartbeat(self) -> ScaipResponse:
+        request = ScaipRequest(ref=self._next_ref(), cid=self.cid, dty=DTY_UNIT, mty="PI")
+        return await self._session(Action.HEARTBEAT, request)
+
+    async def mains_lost(self) -> ScaipResponse:
+        return await self._report_status(Action.MAINS_LOST)
+
+    async def mains_restored(self) -> ScaipResponse:
+        return await self._report_status(Action.MAINS_RESTORED)
+
+    async def battery_low(self) -> ScaipResponse:
+        return await self._report_status(Action.BATTERY_LOW)
+
+    async def perform(self, action: Action, *, pendant: str = "1") -> ScaipResponse:
+        """Do `action` by name, as a scenario step asks."""
+        if action is Action.PRESS:
+            return await self.press(pendant)
+        if action is Action.HEARTBEAT:
+            return await self.heartbeat()
+        return await self._report_status(action)
+
+    async def _report_status(self, action: Action) -> ScaipResponse:
+        request = ScaipRequest(
+            ref=self._next_ref(), cid=self.cid, dty=DTY_UNIT, stc=_UNIT_STATUS[action]
+        )
+        return await self._session(action, request)

@@ -33,7 +33,7 @@ import signal
 import stat
 import sys
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -106,11 +106,13 @@ SECRET_MIN_CHARS = 32
 
 @dataclass(frozen=True, slots=True)
 class Account:
-    """One broker account; `kind` is "gateway", "team" or "device"."""
+    """One broker account; `kind` is "gateway", "team" or "device". A device that is a
+    lock also reads its own commands (`{root}/dev/{cid}/cmd`: a remote unlock)."""
 
     name: str
     kind: str
     password: str = field(repr=False)
+    lock: bool = False
 
 
 def team_account(code: str) -> str:
@@ -183,18 +185,21 @@ def check_topic_root(root: str) -> str:
     return root
 
 
-def registry_accounts(session: Session) -> tuple[list[str], list[str]]:
-    """The cids of the registry's MQTT devices and the codes of its teams, in file order."""
-    cids = session.execute(select(Device.cid).where(Device.kind.in_(MQTT_DEVICE_KINDS))
-                           ).scalars().all()
+def registry_accounts(session: Session) -> tuple[list[str], list[str], set[str]]:
+    """The cids of the registry's MQTT devices and the codes of its teams, in file order,
+    and which of those devices are locks."""
+    devices = session.execute(select(Device.cid, Device.kind)
+                              .where(Device.kind.in_(MQTT_DEVICE_KINDS))).all()
     codes = session.execute(select(Team.code)).scalars().all()
     # Numbers in numeric order (shorter first), then codes alphabetically: a stable file.
-    return (sorted(cids, key=lambda c: (len(c), c)), sorted(codes))
+    return (sorted((d.cid for d in devices), key=lambda c: (len(c), c)), sorted(codes),
+            {d.cid for d in devices if d.kind == "lock"})
 
 
 def accounts(secret: bytes, gateway: tuple[str, str], cids: Iterable[str],
-             team_codes: Iterable[str]) -> list[Account]:
-    """Every broker account: the gateway first, then the teams, then the devices.
+             team_codes: Iterable[str], locks: Collection[str] = frozenset()) -> list[Account]:
+    """Every broker account: the gateway first, then the teams, then the devices (those
+    among `locks` may read their own commands).
 
     A cid that is not hex digits, or a code that could not be a topic level, gets no
     account (the registry's validation keeps them out; this does not trust it).
@@ -208,7 +213,8 @@ def accounts(secret: bytes, gateway: tuple[str, str], cids: Iterable[str],
             log.warning("broker_account_skipped", kind="team", code=code[:64])
     for cid in cids:
         if _CID.fullmatch(cid):
-            result.append(Account(cid, "device", derive_password(secret, cid)))
+            result.append(Account(cid, "device", derive_password(secret, cid),
+                                  lock=cid in locks))
         else:
             log.warning("broker_account_skipped", kind="device", cid=cid[:64])
     return result
@@ -247,19 +253,22 @@ def acl_file(accounts: Iterable[Account], root: str) -> str:
            "# Anonymous clients, and any account not listed here, may do nothing.\n"]
     headings = {  # each followed by its first block, which opens with a newline
         "team": "\n# Team apps (team-<code>): each reads its own team's messages only.",
-        "device": "\n# Units (user name = cid): each publishes its own requests, and reads its\n"
-                  "# own answers and availability, nothing else."}
+        "device": "\n# Units and locks (user name = cid): each publishes its own requests, and\n"
+                  "# reads its own answers and availability (a lock its own commands too),\n"
+                  "# nothing else."}
     for account in accounts:
         name = account.name
         out.append(headings.pop(account.kind, ""))
         if account.kind == "gateway":
             out.append(
                 "\n# Trygg (gateway and dispatch): reads every unit's requests, answers every\n"
-                "# unit, publishes availability, and sends call-outs and reminders to teams.\n"
+                "# unit, publishes availability, commands locks, and sends call-outs and\n"
+                "# reminders to teams.\n"
                 f"user {name}\n"
                 f"topic read {root}/dev/+/mrq\n"
                 f"topic write {root}/dev/+/mrs\n"
                 f"topic write {root}/dev/+/availability\n"
+                f"topic write {root}/dev/+/cmd\n"
                 f"topic write {root}/team/#\n")
         elif account.kind == "team":
             code = name.removeprefix(TEAM_PREFIX)
@@ -269,6 +278,8 @@ def acl_file(accounts: Iterable[Account], root: str) -> str:
                        f"topic write {root}/dev/{name}/mrq\n"
                        f"topic read {root}/dev/{name}/mrs\n"
                        f"topic read {root}/dev/{name}/availability\n")
+            if account.lock:  # only a lock takes commands: a unit has nothing to read there
+                out.append(f"topic read {root}/dev/{name}/cmd\n")
     return "".join(out)
 
 
@@ -332,7 +343,7 @@ class SyncReport:
     acl_file: Path
 
 
-def _read_registry(settings: Settings) -> tuple[list[str], list[str]]:
+def _read_registry(settings: Settings) -> tuple[list[str], list[str], set[str]]:
     # Never migrates: a sync run by a timer must not move the schema ahead of the
     # running service (dispatch, or `trygg migrate`, does that).
     db = Database(settings.database_url)
@@ -353,8 +364,8 @@ def write_accounts(settings: Settings) -> SyncReport:
     root = check_topic_root(settings.mqtt_topic_root)
     gateway = gateway_account(settings)
     secret = read_secret(settings.broker_secret_file)
-    cids, codes = _read_registry(settings)
-    every = accounts(secret, gateway, cids, codes)
+    cids, codes, locks = _read_registry(settings)
+    every = accounts(secret, gateway, cids, codes, locks)
     for path, text in ((settings.broker_password_file, password_file(every, secret)),
                        (settings.broker_acl_file, acl_file(every, root))):
         try:
@@ -401,7 +412,7 @@ def cmd_password(settings: Settings, args: argparse.Namespace) -> int:
     if not (_CID.fullmatch(account) or is_team):
         raise UnknownAccount(account, f"not a unit's cid (hex digits) or {TEAM_PREFIX}<team code>")
     secret = read_secret(settings.broker_secret_file)
-    cids, codes = _read_registry(settings)
+    cids, codes, _ = _read_registry(settings)
     known = (account.removeprefix(TEAM_PREFIX) in codes) if is_team else (account in cids)
     if not known:
         print(f"note: {account} is not in the registry (as a team, or a base unit or lock); "

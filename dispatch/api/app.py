@@ -10,7 +10,18 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import DataError
 
-from dispatch.api import alarms, audit, health, ops, orders, registry, session, stream, users
+from dispatch.api import (
+    alarms,
+    audit,
+    health,
+    locks,
+    ops,
+    orders,
+    registry,
+    session,
+    stream,
+    users,
+)
 from dispatch.api.deps import AppState, OpsState
 from dispatch.api.edge import harden
 from dispatch.api.roles import declare_roles, public
@@ -25,7 +36,8 @@ def create_app(state: AppState) -> FastAPI:
                   description="Alarm dispatch for municipal social-care alarms",
                   docs_url=None, redoc_url=None)
     app.state.trygg = state
-    for module in (ops, session, users, alarms, health, registry, orders, audit, stream):
+    for module in (ops, session, users, alarms, locks, health, registry, orders, audit,
+                   stream):
         app.include_router(module.router)
     # The dashboard ships with the package: alarm centres run on closed networks.
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

@@ -83,6 +83,7 @@ RULES: dict[tuple[str, str], set[str]] = {
     ("POST", "/api/alarms/{alarm_id}/accept"): {"operator", "responder"},
     ("POST", "/api/alarms/{alarm_id}/close"): OPS,
     ("POST", "/api/alarms/{alarm_id}/phone-kvittering"): OPS,
+    ("POST", "/api/alarms/{alarm_id}/open-lock"): {"operator", "responder"},
     ("GET", "/api/technical-alarms"): HEALTH,
     ("GET", "/api/technical-alarms/{technical_id}"): HEALTH,
     ("POST", "/api/technical-alarms/{technical_id}/clear"): HEALTH,

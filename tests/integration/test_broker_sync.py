@@ -219,6 +219,30 @@ async def test_a_team_cannot_send_another_team_a_callout(synced: Broker, files: 
     assert message.payload == b"real"
 
 
+async def test_a_lock_reads_its_own_commands_and_nobody_else_reads_or_sends_them(
+        files: Files, db: Database, trygg: Callable[..., int]) -> None:
+    lock, other_lock = "300001", "300002"
+    db.transaction(lambda s: s.add_all([Device(cid=lock, kind="lock"),
+                                        Device(cid=other_lock, kind="lock")]))
+    trygg("broker", "secret")
+    trygg("broker", "sync", "--no-reload")
+    with mosquitto(broker_port(), settings=files.mosquitto_settings()) as broker:
+        async with gateway(broker) as gw, unit(broker, files, lock) as door, \
+                unit(broker, files, other_lock) as other, unit(broker, files, UNIT) as u:
+            await door.subscribe(f"{ROOT}/dev/+/cmd", qos=1)
+            await u.subscribe(f"{ROOT}/dev/+/cmd", qos=1)
+            await u.subscribe(f"{ROOT}/dev/{UNIT}/mrs", qos=1)
+            await other.publish(f"{ROOT}/dev/{lock}/cmd", b"forged", qos=1)
+            await gw.publish(f"{ROOT}/dev/{other_lock}/cmd", b"not yours", qos=1)
+            await gw.publish(f"{ROOT}/dev/{lock}/cmd", b"yours", qos=1)
+            await gw.publish(f"{ROOT}/dev/{UNIT}/mrs", b"the unit's own", qos=1)
+            to_lock, to_unit = await next_message(door), await next_message(u)
+
+    assert (to_lock.topic.value, to_lock.payload) == (f"{ROOT}/dev/{lock}/cmd", b"yours")
+    assert to_unit.payload == b"the unit's own"  # a base unit reads no commands at all
+    assert f"topic read {ROOT}/dev/{UNIT}/cmd" not in files.acl.read_text()
+
+
 async def test_a_wrong_password_is_refused(synced: Broker, files: Files) -> None:
     with pytest.raises(aiomqtt.MqttCodeError) as refused:
         async with client(synced, UNIT, password(files, OTHER_UNIT)):

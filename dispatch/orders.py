@@ -458,3 +458,12 @@ def apply_started_provider_changes(session: Session, now: datetime) -> int:
                          "before": before, "after": provider.code}}, "order": order.id})
         applied += 1
     return applied
+
+
+def customers_changing_provider(session: Session) -> set[int]:
+    """Customers with a provider change not yet written into the registry."""
+    return {cid for cid, details in session.execute(
+        select(Order.customer_id, Order.details).where(
+            Order.kind == "provider_change",
+            Order.state != OrderState.WILL_NOT_BE_DELIVERED)).all()
+        if not details.get("applied_at")}

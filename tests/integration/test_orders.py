@@ -384,3 +384,31 @@ async def test_a_started_provider_change_becomes_the_customers_provider_once(
     assert (early, on_time, again) == (0, 1, 0)
     assert customer["day_provider"] == "trygga-hander"
     assert timeline[-1]["action"] == "provider_changed"
+
+
+async def test_alarms_route_to_the_new_provider_from_07_00_and_running_ones_keep_theirs(
+        tfh: httpx.AsyncClient, db: Database, clock: FakeClock) -> None:
+    clock.set(se(2026, 11, 27, 16, 0))
+    await order(tfh, kind="provider_change", customer="K-1008", provider="trygga-hander",
+                effective_date="2026-12-01")
+
+    def press_at(at: datetime) -> tuple[str | None, str]:
+        clock.set(at)
+        press(db, clock, "100008")
+        alarm = db.transaction(lambda s: s.execute(
+            select(Alarm).order_by(Alarm.id.desc())).scalars().first())
+        assert alarm is not None
+        # Close it, so the next press is a new alarm and not a repeat of this one.
+        db.transaction(lambda s: setattr(s.get(Alarm, alarm.id), "state", "closed"))
+        return alarm.team_code, alarm.route_reason
+
+    before = press_at(se(2026, 11, 30, 21, 59))  # the day before, still the day shift
+    night = press_at(se(2026, 12, 1, 6, 59, 59))  # the night patrol's hour
+    after = press_at(se(2026, 12, 1, 7, 0))
+    first = db.transaction(lambda s: s.execute(select(Alarm.team_code).order_by(
+        Alarm.id)).scalars().first())
+
+    assert before == ("solrosen-bro", "day_provider")
+    assert night[1] == "night_patrol"
+    assert after == ("trygga-hander", "day_provider")
+    assert first == "solrosen-bro"  # an alarm routed before the change keeps its team

@@ -321,6 +321,9 @@ def _check_details(step: str, details: dict[str, Any]) -> None:
         raise StepRefused("contact_agreed needs lock_removed: true or false", conflict=False)
     if step == "registered_with_centre" and not str(details.get("cid", "")).isdigit():
         raise StepRefused("the unit's cid is digits", conflict=False)
+    if step == "installed" and details.get("lock_cid") is not None \
+            and not str(details["lock_cid"]).isdigit():
+        raise StepRefused("the keyless lock's cid is digits", conflict=False)
 
 
 def _apply(session: Session, order: Order, step: str, details: dict[str, Any], actor: str,
@@ -328,6 +331,9 @@ def _apply(session: Session, order: Order, step: str, details: dict[str, Any], a
     """What a step changes beyond the order: the registry, steps that do not apply."""
     if step == "registered_with_centre":
         _register_unit(session, order, str(details["cid"]), details.get("model"))
+    elif step == "installed" and details.get("lock_cid"):
+        _register_unit(session, order, str(details["lock_cid"]), details.get("lock_model"),
+                       kind="lock")
     elif step == "unit_removed":
         _remove_devices(session, order, "base_unit")
     elif step == "lock_removed":
@@ -366,7 +372,8 @@ def _move_keys(session: Session, order: Order, step: str, details: dict[str, Any
         raise StepRefused(str(exc)) from exc
 
 
-def _register_unit(session: Session, order: Order, cid: str, model: str | None) -> None:
+def _register_unit(session: Session, order: Order, cid: str, model: str | None, *,
+                   kind: str = "base_unit") -> None:
     site = order.site or next((s for s in order.customer.sites if s.kind == "main"), None)
     if site is None:
         raise StepRefused(f"customer {order.customer.code} has no site to install at")
@@ -374,7 +381,7 @@ def _register_unit(session: Session, order: Order, cid: str, model: str | None) 
     if device is not None and device.site_id not in (None, site.id):
         raise StepRefused(f"unit {cid} is registered at another site already")
     if device is None:
-        session.add(Device(cid=cid, site_id=site.id, kind="base_unit", model=model))
+        session.add(Device(cid=cid, site_id=site.id, kind=kind, model=model))
     else:
         device.site_id = site.id
 

@@ -22,6 +22,7 @@ from dispatch.api.deps import AppState, StateDep, client_address, known_id
 from dispatch.api.roles import allow
 from dispatch.models import Customer, Order, OrderState, OrderStep
 from dispatch.signin import Principal
+from dispatch.views import MASK
 from dispatch.workdays import local
 
 router = APIRouter(prefix="/api/orders", tags=["orders"])
@@ -65,6 +66,7 @@ def order_view(session: Session, order: Order, now: datetime) -> dict[str, Any]:
         "kind": order.kind,
         "customer": order.customer.code,
         "site": order.site.code if order.site else None,
+        "site_label": site_label(order),
         "state": order.state,
         "provider": order.provider_code,
         "received_at": _iso(order.received_at),
@@ -82,6 +84,18 @@ def order_view(session: Session, order: Order, now: datetime) -> dict[str, Any]:
         # whichever order moved them.
         "keys": [keys.key_view(k) for k in keys.all_sets(session, order.customer_id)],
     }
+
+
+def site_label(order: Order) -> str | None:
+    """An extra site as the alarm centre keeps it (000): "Extra <address>", with the name
+    on the door; masked for a customer with protected identity."""
+    site = order.site
+    if site is None:
+        return None
+    if order.customer.protected_identity:
+        return f"Extra {MASK}" if site.kind == "extra" else MASK
+    door = f" ({site.door_name})" if site.door_name else ""
+    return f"{'Extra ' if site.kind == 'extra' else ''}{site.address}{door}"
 
 
 def _refused(exc: Exception) -> HTTPException:

@@ -412,3 +412,27 @@ async def test_alarms_route_to_the_new_provider_from_07_00_and_running_ones_keep
     assert night[1] == "night_patrol"
     assert after == ("trygga-hander", "day_provider")
     assert first == "solrosen-bro"  # an alarm routed before the change keeps its team
+
+
+async def test_an_extra_site_is_labelled_extra_with_the_name_on_the_door(
+        tfh: httpx.AsyncClient) -> None:
+    body = await order(tfh, kind="extra_alarm", customer="K-1002", site="K-1002-2")
+    main = await order(tfh, kind="removal", customer="K-1006")  # protected identity
+
+    assert body["site_label"].startswith("Extra ")
+    assert main["site_label"] == "Skyddad identitet"
+
+
+async def test_the_keyless_lock_installed_joins_the_registry_as_a_lock(
+        tfh: httpx.AsyncClient, db: Database) -> None:
+    body = await order(tfh, kind="install", customer="K-1007")
+    for name, details in (("provider_confirms", {}), ("night_confirms", {}),
+                          ("keys_collected", {"key_numbers": ["D-9"]}),
+                          ("ready_for_install", {}),
+                          ("registered_with_centre", {"cid": "100779"})):
+        assert (await step(tfh, body["id"], name, **details)).status_code == 200
+    await step(tfh, body["id"], "installed", lock_cid="300779")
+    kinds = db.transaction(lambda s: {d.cid: d.kind for d in s.execute(select(Device).where(
+        Device.cid.in_(["100779", "300779"]))).scalars()})
+
+    assert kinds == {"100779": "base_unit", "300779": "lock"}

@@ -102,6 +102,8 @@ class ProviderSpec(_Frozen):
     code: Code
     name: Name
     kind: Literal["day", "night"]
+    # The municipality's own home care (a private day provider keeps two key sets).
+    municipal: bool = False
     teams: list[TeamSpec] = []
 
 

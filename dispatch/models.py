@@ -50,6 +50,10 @@ class Provider(Base):
     code: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str] = mapped_column(String(200))
     kind: Mapped[str] = mapped_column(String(16))  # "day" | "night"
+    # The municipality's own home care, not a private provider: a private one keeps two
+    # key sets and hands one to the night patrol (004 §8.1).
+    municipal: Mapped[bool] = mapped_column(Boolean, default=False,
+                                            server_default=text("false"))
     teams: Mapped[list[Team]] = relationship(back_populates="provider", order_by="Team.code")
 
 

@@ -356,6 +356,14 @@ def _move_keys(session: Session, order: Order, step: str, details: dict[str, Any
             night_key = details.get("night_key")
             if night_key is not None and night_key not in numbers:
                 raise StepRefused("night_key must be one of key_numbers", conflict=False)
+            provider = session.execute(select(Provider).where(
+                Provider.code == order.provider_code)).scalar_one_or_none()
+            if provider is not None and not provider.municipal and (
+                    len(numbers) < 2 or night_key is None):
+                raise StepRefused(
+                    f"{provider.name} is a private provider: two key sets are collected, "
+                    "one of them for the night patrol (key_numbers with two numbers, and "
+                    "night_key naming the night patrol's)", conflict=False)
             site = order.site or next((s for s in order.customer.sites if s.kind == "main"),
                                       None)
             night = SqlTeamDirectory(session).night_team(site.area_code) if site else None

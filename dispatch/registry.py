@@ -129,7 +129,8 @@ def _day_provider(session: Session, known: dict[str, Provider],
 
 
 def _import_provider(up: _Upserter, spec: ProviderSpec) -> Provider:
-    provider = up.upsert(Provider, {"code": spec.code}, {"name": spec.name, "kind": spec.kind},
+    provider = up.upsert(Provider, {"code": spec.code}, {"name": spec.name, "kind": spec.kind,
+                                                          "municipal": spec.municipal},
                          spec)
     for t in spec.teams:
         team = up.upsert(Team, {"code": t.code}, {

@@ -95,7 +95,8 @@ async def test_in_christmas_week_a_late_order_waits_for_the_working_day_after_th
     body = await order(tfh, kind="install", customer="K-1008",
                        received_at=se(2026, 12, 23, 16, 5).isoformat())
     for name, details in (("provider_confirms", {}), ("night_confirms", {}),
-                          ("keys_collected", {"key_numbers": ["N-17"]})):
+                          ("keys_collected", {"key_numbers": ["D-17", "N-17"],
+                                              "night_key": "N-17"})):
         assert (await step(tfh, body["id"], name, **details)).status_code == 200
     clock.set(se(2026, 12, 30, 10, 0))  # ready the day before nyårsafton
     ready = (await step(tfh, body["id"], "ready_for_install")).json()
@@ -123,7 +124,8 @@ async def test_an_order_arrived_by_post_may_be_registered_later_but_not_ahead(
 async def test_steps_move_only_forward_and_each_is_on_the_timeline(
         tfh: httpx.AsyncClient, clock: FakeClock) -> None:
     body = await order(tfh, kind="install", customer="K-1008")
-    early = await step(tfh, body["id"], "keys_collected", key_numbers=["A-1"])
+    early = await step(tfh, body["id"], "keys_collected", key_numbers=["A-1", "A-2"],
+                       night_key="A-2")
     confirmed = await step(tfh, body["id"], "provider_confirms")
     again = await step(tfh, body["id"], "provider_confirms")
     no_keys = await step(tfh, body["id"], "keys_collected")
@@ -144,7 +146,8 @@ async def test_an_install_puts_the_unit_in_the_registry_and_ends_done(
         tfh: httpx.AsyncClient, db: Database, clock: FakeClock) -> None:
     body = await order(tfh, kind="install", customer="K-1007")
     for name, details in (("provider_confirms", {}), ("night_confirms", {}),
-                          ("keys_collected", {"key_numbers": ["D-4", "N-4"]}),
+                          ("keys_collected", {"key_numbers": ["D-4", "N-4"],
+                                              "night_key": "N-4"}),
                           ("ready_for_install", {})):
         assert (await step(tfh, body["id"], name, **details)).status_code == 200
     not_digits = await step(tfh, body["id"], "registered_with_centre", cid="12ab")
@@ -278,7 +281,8 @@ async def test_keys_go_to_the_day_provider_and_the_night_patrol_with_their_numbe
     again = await order(tfh, kind="install", customer="K-1007")
     for name in ("provider_confirms", "night_confirms"):
         await step(tfh, again["id"], name)
-    twice = await step(tfh, again["id"], "keys_collected", key_numbers=["D-4"])
+    twice = await step(tfh, again["id"], "keys_collected", key_numbers=["D-4", "N-5"],
+                       night_key="N-5")
 
     assert [(k["number"], k["holder"], k["holder_code"]) for k in body["keys"]] == [
         ("D-4", "day_provider", "trygga-hander"),
@@ -305,7 +309,7 @@ async def test_the_alarms_details_show_the_key_numbers_a_responder_needs(
 
 async def test_a_new_provider_gets_the_keys_and_a_removal_returns_them_on_a_receipt(
         tfh: httpx.AsyncClient, clock: FakeClock) -> None:
-    await install_to_keys(tfh, "K-1007", key_numbers=["D-4"])
+    await install_to_keys(tfh, "K-1007", key_numbers=["D-4", "N-4"], night_key="N-4")
     change = await order(tfh, kind="provider_change", customer="K-1007",
                          provider="solrosen", effective_date="2026-12-03")
     await step(tfh, change["id"], "new_provider_confirms")
@@ -315,11 +319,12 @@ async def test_a_new_provider_gets_the_keys_and_a_removal_returns_them_on_a_rece
     returned = (await step(tfh, removal["id"], "keys_returned", to="the customer's son",
                            identity_checked=True, receipt="KV-77")).json()
 
-    assert [(k["number"], k["holder_code"]) for k in handed["keys"]] == [("D-4", "solrosen")]
+    assert [(k["number"], k["holder_code"]) for k in handed["keys"]] == [
+        ("D-4", "solrosen"), ("N-4", "nattpatrull-kungsangen")]
     assert [h["holder_code"] for h in handed["keys"][0]["history"]] == [
         "trygga-hander", "solrosen"]
-    (back,) = returned["keys"]
-    assert back["returned_at"] is not None
+    back = returned["keys"][0]
+    assert all(k["returned_at"] is not None for k in returned["keys"])
     assert back["history"][-1] | {"at": None} == {
         "holder": "customer", "holder_code": None, "at": None, "order_id": removal["id"],
         "receipt": "KV-77", "received_by": "the customer's son"}
@@ -427,7 +432,8 @@ async def test_the_keyless_lock_installed_joins_the_registry_as_a_lock(
         tfh: httpx.AsyncClient, db: Database) -> None:
     body = await order(tfh, kind="install", customer="K-1007")
     for name, details in (("provider_confirms", {}), ("night_confirms", {}),
-                          ("keys_collected", {"key_numbers": ["D-9"]}),
+                          ("keys_collected", {"key_numbers": ["D-9", "N-9"],
+                                              "night_key": "N-9"}),
                           ("ready_for_install", {}),
                           ("registered_with_centre", {"cid": "100779"})):
         assert (await step(tfh, body["id"], name, **details)).status_code == 200
@@ -436,3 +442,18 @@ async def test_the_keyless_lock_installed_joins_the_registry_as_a_lock(
         Device.cid.in_(["100779", "300779"]))).scalars()})
 
     assert kinds == {"100779": "base_unit", "300779": "lock"}
+
+
+async def test_a_private_provider_collects_two_key_sets_and_the_municipal_one(
+        tfh: httpx.AsyncClient) -> None:
+    private = await order(tfh, kind="install", customer="K-1007")
+    municipal = await order(tfh, kind="install", customer="K-1003")
+    for body in (private, municipal):
+        for name in ("provider_confirms", "night_confirms"):
+            await step(tfh, body["id"], name)
+
+    one_set = await step(tfh, private["id"], "keys_collected", key_numbers=["D-1"])
+    municipal_one = await step(tfh, municipal["id"], "keys_collected", key_numbers=["K-1"])
+
+    assert one_set.status_code == 422 and "private provider" in one_set.json()["detail"]
+    assert municipal_one.status_code == 200

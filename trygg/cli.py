@@ -28,6 +28,7 @@ from core.logs import configure_logging
 from core.settings import SHIPPED_CONFIG, Settings
 from dispatch import audit, users
 from dispatch.config import MunicipalityConfig, load_config
+from dispatch.demo_orders import seed_demo_orders
 from dispatch.registry import import_audited
 from trygg.broker_sync import add_commands as add_broker_commands
 from trygg.migrations import upgrade
@@ -372,6 +373,8 @@ async def _serve(service: Service, settings: Settings, args: argparse.Namespace,
     if not args.simulate:
         await service.wait()
         return
+    # The demo's board has a few orders in different states (once, on an empty list).
+    service.db.transaction(lambda s: seed_demo_orders(s, service.clock.now()))
     stop = asyncio.Event()
     sim = asyncio.create_task(_simulate(settings, args, stop), name="trygg.simulator")
     sim.add_done_callback(log_if_failed)

@@ -246,7 +246,8 @@ async def test_a_tfh_technician_sees_device_health_and_no_alarm_queue(
     await expect(page.get_by_role("heading", name="Device health")).to_be_visible()
     await expect(page.locator("#user-role")).to_have_text("TFH technician")
     views = page.get_by_role("navigation", name="Views")
-    await expect(views.get_by_role("link")).to_have_text([re.compile("^Device health")])
+    await expect(views.get_by_role("link")).to_have_text(
+        [re.compile("^Device health"), re.compile("^Orders")])
     await expect(page.locator("#queue-view")).to_be_hidden()
     await expect(page.locator("#open-count-box")).to_be_hidden()
     await page.goto("/#queue")  # asking for the queue by its address shows health
@@ -262,7 +263,7 @@ async def test_an_alarm_manager_follows_the_queue_and_searches_the_audit_log(
     await sign_in(page, manager)
     views = page.get_by_role("navigation", name="Views")
     await expect(views.get_by_role("link")).to_have_text(
-        ["Alarm queue", re.compile("^Device health"), "Audit log"])
+        ["Alarm queue", re.compile("^Device health"), re.compile("^Orders"), "Audit log"])
     card = page.locator("li.alarm").first
     await expect(card).to_be_visible()
     await expect(card.get_by_role("button")).to_have_text([re.compile("^Details")])

@@ -1,5 +1,5 @@
 // Trygg dashboard: sign-in, the live alarm queue and the operator's actions, with the
-// views of the other roles (device health, users, the audit log) beside it.
+// views of the other roles (device health, orders, users, the audit log) beside it.
 // Plain ES modules, no build step, nothing loaded from outside this server.
 //
 // The session is an HttpOnly cookie set by POST /api/session: the page never holds its
@@ -14,6 +14,7 @@ import {
 import { h, hidden } from "./dom.js";
 import { createAudit } from "./audit.js";
 import { createHealth } from "./health.js";
+import { createOrders } from "./orders.js";
 import { VIEWS, mayDo, mayView, roleText, viewsOf } from "./roles.js";
 import { openStream } from "./stream.js";
 import { createUsers } from "./users.js";
@@ -62,6 +63,7 @@ const serverNow = () => Date.now() + S.offsetMs;
 let health = null; // the device-health view (health.js), made in wire()
 let users = null; // the users view (users.js), for admins
 let audit = null; // the audit log view (audit.js)
+let orders = null; // the order board (orders.js), for TFH and the alarm centre
 
 // -- HTTP -------------------------------------------------------------------------------------
 
@@ -300,6 +302,7 @@ function startApp(me) {
     S.timers.push(setInterval(() => { if (S.conn === "live") loadList(); }, SAFETY_REFETCH_MS));
   }
   if (mayView(me.role, "health")) health.start();
+  if (mayView(me.role, "orders")) orders.start();
   checkReady();
   S.timers.push(setInterval(tick, 500));
   S.timers.push(setInterval(checkReady, READY_POLL_MS));
@@ -315,6 +318,7 @@ function stopApp() {
   health.stop();
   users.stop();
   audit.stop();
+  orders.stop();
   S.me = null;
   S.views = [];
   S.alarms.clear();
@@ -1172,7 +1176,9 @@ async function checkReady() {
 
 // -- views ----------------------------------------------------------------------------------
 
-const VIEW_TITLE = { queue: "Alarm queue", health: "Device health", users: "Users", audit: "Audit log" };
+const VIEW_TITLE = {
+  queue: "Alarm queue", health: "Device health", orders: "Orders", users: "Users", audit: "Audit log",
+};
 
 /** The view in the address's #fragment if the role may use it (a reload keeps it), else its first. */
 function currentView() {
@@ -1191,6 +1197,7 @@ function showView(moveFocus) {
   }
   if (view === "users") users.show();
   if (view === "audit") audit.show();
+  if (view === "orders") orders.show();
   if (moveFocus && view) $(`${view}-title`).focus();
   S.lastTitle = "";
   updateTitle();
@@ -1219,6 +1226,8 @@ function wire() {
   users.wire();
   audit = createAudit(deps);
   audit.wire();
+  orders = createOrders({ ...deps, serverNow });
+  orders.wire();
   window.addEventListener("hashchange", () => showView(true));
   $("signin-form").addEventListener("submit", onSignIn);
   for (const field of ["signin-name", "signin-password"]) {

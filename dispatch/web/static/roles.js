@@ -11,11 +11,12 @@ export const ROLE_LABEL = {
 };
 
 // The views, in the order of the tabs; a role's first view is where it starts.
-export const VIEWS = ["queue", "health", "users", "audit"];
+export const VIEWS = ["queue", "health", "orders", "users", "audit"];
 
 const VIEW_ROLES = {
   queue: ["operator", "responder", "alarm_manager"], // GET /api/alarms, alarm messages
   health: ["operator", "tfh", "alarm_manager"], // technical alarms, health messages
+  orders: ["tfh", "operator", "alarm_manager"], // /api/orders
   users: ["admin"], // /api/users
   audit: ["admin", "alarm_manager"], // /api/audit
 };

@@ -145,6 +145,9 @@ async def _view(state: AppState, user: Principal, alarm_id: int) -> dict[str, An
         # The key numbers a responder needs to get in, and who holds each set now.
         view["keys"] = [] if alarm.customer_id is None else [
             key_view(k, with_receipts=False) for k in live_sets(s, alarm.customer_id)]
+        # The site's keyless locks: what POST /api/alarms/{id}/open-lock can open.
+        view["locks"] = [] if alarm.site is None else [
+            d.cid for d in alarm.site.devices if d.kind == "lock"]
         return view
 
     view = await state.db.read(load)

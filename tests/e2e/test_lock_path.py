@@ -119,6 +119,7 @@ async def test_an_operator_opens_the_lock_remotely_and_the_trail_shows_request_a
     audited = (await world.admin.get("/api/audit", params={"action": "lock.open"})).json()
     assert answer.status_code == 202
     assert answer.json()["lock"] == LOCK
+    assert after["locks"] == [LOCK]  # what the details offer to open
     assert world.lock.obeyed == [ref]
     assert entries[2:] == [
         ("lock_open_requested", "op-anna", f"lock {LOCK}, request {ref}"),

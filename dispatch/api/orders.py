@@ -9,6 +9,7 @@ and `timeline`. Orders hold no personal data beyond codes, except what a step re
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
@@ -20,7 +21,7 @@ from sqlalchemy.orm import Session, selectinload
 from dispatch import audit, keys, orders
 from dispatch.api.deps import AppState, StateDep, client_address, known_id
 from dispatch.api.roles import allow
-from dispatch.models import Customer, Order, OrderState, OrderStep
+from dispatch.models import Customer, Order, OrderState, OrderStep, Team
 from dispatch.signin import Principal
 from dispatch.views import MASK
 from dispatch.workdays import local
@@ -29,6 +30,39 @@ router = APIRouter(prefix="/api/orders", tags=["orders"])
 # TFH works the orders, the alarm centre registers and follows them, the alarm manager
 # follows them up.
 Worker = Annotated[Principal, allow("tfh", "operator", "alarm_manager")]
+# A provider's or the night organisation's staff (a responder) see their organisation's
+# orders and do its steps: confirm, collect and return keys.
+Staff = Annotated[Principal, allow("tfh", "operator", "alarm_manager", "responder")]
+
+
+@dataclass(frozen=True)
+class Organisation:
+    """A responder's organisation: their team's provider, day or night."""
+
+    provider: str
+    night: bool
+
+    def sees(self, order: Order) -> bool:
+        if self.night:  # the night organisation confirms installs and holds a key set
+            return any(s.owner == orders.NIGHT for s in order.steps)
+        return self.provider in (order.provider_code, order.details.get("old_provider"))
+
+    def may_do(self, order: Order, step: str) -> bool:
+        owner = next((s.owner for s in order.steps if s.step == step), None)
+        if self.night:
+            return owner == orders.NIGHT
+        return owner == orders.DAY_PROVIDER and order.provider_code == self.provider
+
+
+def organisation_of(session: Session, user: Principal) -> Organisation | None:
+    """None for the roles that see every order; a responder's organisation otherwise
+    (a responder whose team is gone has none, and sees nothing)."""
+    if user.role != "responder":
+        return None
+    team = session.execute(select(Team).where(Team.code == user.team)).scalar_one_or_none()
+    if team is None:
+        return Organisation(provider="", night=False)
+    return Organisation(provider=team.provider.code, night=team.provider.kind == "night")
 
 
 class OrderIn(BaseModel):
@@ -98,6 +132,10 @@ def site_label(order: Order) -> str | None:
     return f"{'Extra ' if site.kind == 'extra' else ''}{site.address}{door}"
 
 
+class StaffRefused(Exception):
+    """A responder asked for another organisation's step."""
+
+
 def _refused(exc: Exception) -> HTTPException:
     if isinstance(exc, orders.OrderNotFound):
         return HTTPException(status.HTTP_404_NOT_FOUND, str(exc))
@@ -140,13 +178,27 @@ async def create_order(body: OrderIn, request: Request, state: StateDep,
 
 @router.post("/{order_id}/steps/{step}")
 async def complete_step(order_id: int, step: str, body: StepIn, request: Request,
-                        state: StateDep, user: Worker) -> dict[str, Any]:
-    """Do a step, with its details (key numbers, the receipt, the unit's cid)."""
+                        state: StateDep, user: Staff) -> dict[str, Any]:
+    """Do a step, with its details (key numbers, the receipt, the unit's cid). A
+    responder does their own organisation's steps of its orders only."""
     known_id(order_id, "order")
     details = body.model_dump()
     now = state.clock.now()
-    return await _change(state, user, request, "order.step", lambda s: orders.complete_step(
-        s, order_id, step, details, user.name, now))
+
+    def do(s: Session) -> Order:
+        org = organisation_of(s, user)
+        if org is not None:
+            order = orders.get(s, order_id)
+            if not org.sees(order):
+                raise orders.OrderNotFound(order_id)
+            if not org.may_do(order, step):
+                raise StaffRefused(f"{step} is not your organisation's step")
+        return orders.complete_step(s, order_id, step, details, user.name, now)
+
+    try:
+        return await _change(state, user, request, "order.step", do)
+    except StaffRefused as exc:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from exc
 
 
 @router.post("/{order_id}/will-not-be-delivered")
@@ -160,12 +212,16 @@ async def will_not_be_delivered(order_id: int, body: EndIn, request: Request,
 
 
 @router.get("/{order_id}")
-async def get_order(order_id: int, state: StateDep, user: Worker) -> dict[str, Any]:
+async def get_order(order_id: int, state: StateDep, user: Staff) -> dict[str, Any]:
     known_id(order_id, "order")
     now = state.clock.now()
 
     def load(s: Session) -> dict[str, Any]:
-        return order_view(s, orders.get(s, order_id), now)
+        order = orders.get(s, order_id)
+        org = organisation_of(s, user)
+        if org is not None and not org.sees(order):
+            raise orders.OrderNotFound(order_id)
+        return order_view(s, order, now)
 
     try:
         return await state.db.read(load)
@@ -175,7 +231,7 @@ async def get_order(order_id: int, state: StateDep, user: Worker) -> dict[str, A
 
 @router.get("")
 async def list_orders(
-    state: StateDep, user: Worker,
+    state: StateDep, user: Staff,
     order_state: Annotated[Literal["open", "done", "will_not_be_delivered"] | None,
                            Query(alias="state")] = None,
     kind: Literal["install", "extra_alarm", "removal", "provider_change"] | None = None,
@@ -204,7 +260,9 @@ async def list_orders(
         if overdue:
             q = q.where(Order.state == OrderState.OPEN, Order.steps.any(
                 OrderStep.done_at.is_(None) & (OrderStep.due_at < now)))
-        views = [order_view(s, o, now) for o in s.execute(q.order_by(Order.id.desc())).scalars()]
+        org = organisation_of(s, user)
+        views = [order_view(s, o, now) for o in s.execute(q.order_by(Order.id.desc())).scalars()
+                 if org is None or org.sees(o)]
         return sorted(views, key=_urgency)
 
     return {"server_time": now.isoformat(), "orders": await state.db.read(load)}

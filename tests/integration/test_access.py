@@ -101,9 +101,9 @@ RULES: dict[tuple[str, str], set[str]] = {
     ("GET", "/api/audit"): {"admin", "alarm_manager"},
     ("GET", "/api/stream"): EVERYONE,
     ("POST", "/api/orders"): ORDERS,
-    ("GET", "/api/orders"): ORDERS,
-    ("GET", "/api/orders/{order_id}"): ORDERS,
-    ("POST", "/api/orders/{order_id}/steps/{step}"): ORDERS,
+    ("GET", "/api/orders"): ORDERS | {"responder"},
+    ("GET", "/api/orders/{order_id}"): ORDERS | {"responder"},
+    ("POST", "/api/orders/{order_id}/steps/{step}"): ORDERS | {"responder"},
     ("POST", "/api/orders/{order_id}/will-not-be-delivered"): ORDERS,
 }
 # Values for path parameters: ids and names that exist nowhere (an allowed role gets 404

@@ -457,3 +457,35 @@ async def test_a_private_provider_collects_two_key_sets_and_the_municipal_one(
 
     assert one_set.status_code == 422 and "private provider" in one_set.json()["detail"]
     assert municipal_one.status_code == 200
+
+
+async def test_a_providers_staff_see_their_orders_and_do_their_own_steps_only(
+        tfh: httpx.AsyncClient, db: Database, clock: FakeClock) -> None:
+    ours = await order(tfh, kind="install", customer="K-1008")  # Solrosen's
+    theirs = await order(tfh, kind="install", customer="K-1007")  # Trygga Händer's
+
+    def staff(name: str, team: str) -> dict[str, str]:
+        token = db.transaction(lambda s: add_user(s, name, "responder", clock.now(),
+                                                  team=team))
+        return {"Authorization": f"Bearer {token}"}
+
+    day, night = staff("Sara", "solrosen-bro"), staff("Nils", "nattpatrull-bro")
+    listed = (await tfh.get("/api/orders", headers=day)).json()["orders"]
+    hidden = await tfh.get(f"/api/orders/{theirs['id']}", headers=day)
+    confirmed = await tfh.post(f"/api/orders/{ours['id']}/steps/provider_confirms",
+                               json={}, headers=day)
+    not_hers = await tfh.post(f"/api/orders/{ours['id']}/steps/night_confirms",
+                              json={}, headers=day)
+    night_confirms = await tfh.post(f"/api/orders/{ours['id']}/steps/night_confirms",
+                                    json={}, headers=night)
+    other_firm = await tfh.post(f"/api/orders/{theirs['id']}/steps/provider_confirms",
+                                json={}, headers=day)
+    register = await tfh.post("/api/orders", json={"kind": "removal", "customer": "K-1008"},
+                              headers=day)
+
+    assert [o["id"] for o in listed] == [ours["id"]]
+    assert hidden.status_code == 404
+    assert confirmed.status_code == 200 and night_confirms.status_code == 200
+    assert not_hers.status_code == 403
+    assert other_firm.status_code == 404
+    assert register.status_code == 403

@@ -4,13 +4,14 @@ receiver on a pseudo-terminal.
 
 `run_simulation` plays a scenario (`load_scenario("demo")` or a file path) with one
 simulated unit per cid over one shared MQTT link, and returns a `SimulationReport`.
+`simulated_locks` keeps the registry's locks listening for unlocks (`trygg run --simulate`).
 `SimulatedReceiver` passes DC-09 accounts' events on over a pty whose slave the gateway
 opens as a serial line; `play_receiver_traffic` is its demo traffic.
 """
 
 from simulator.errors import LinkDown, ScenarioError, SimulatorError, Unanswered
 from simulator.link import DeviceLink
-from simulator.lock import LockAction, SimulatedLock
+from simulator.lock import LockAction, SimulatedLock, simulated_locks
 from simulator.receiver import (
     ReceiverEvent,
     ReceiverTally,
@@ -40,4 +41,5 @@ __all__ = [
     "play_receiver_traffic",
     "run_simulation",
     "shipped_scenarios",
+    "simulated_locks",
 ]

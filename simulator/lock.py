@@ -6,13 +6,14 @@ entered (`async with lock:`) it listens on its `cmd` topic and obeys an unlock c
 for itself that has not expired and that it has not obeyed before (QoS 1 may deliver one
 twice), reporting the opening with `ite` "remote:<the command's ref>". Anything else is
 refused, and noted in `refused` with the reason. docs/PROTOCOLS.md has the command.
+`simulated_locks` keeps one per cid listening while its block runs: the demo's locks.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
 from types import TracebackType
@@ -30,6 +31,7 @@ from devices.scaip import (
     ScaipResponse,
     decode_command,
 )
+from simulator.link import DEFAULT_ROOT, DeviceLink
 from simulator.unit import SimulatedDevice, Uplink
 
 log = structlog.get_logger(__name__)
@@ -184,3 +186,16 @@ class SimulatedLock(SimulatedDevice):
         if not task.cancelled() and (exc := task.exception()) is not None:
             log.error("simulator.lock.task_failed", cid=self.cid, task=task.get_name(),
                       error=repr(exc))
+
+
+
+@contextlib.asynccontextmanager
+async def simulated_locks(host: str, port: int, cids: Sequence[str], *,
+                          root: str = DEFAULT_ROOT) -> AsyncIterator[list[SimulatedLock]]:
+    """One simulated lock per cid over one link, each listening for its unlocks (already
+    subscribed) while the block runs. Raises `LinkDown` if the broker cannot be reached
+    at the start."""
+    async with DeviceLink(host, port, root=root) as link, contextlib.AsyncExitStack() as stack:
+        locks = [await stack.enter_async_context(SimulatedLock(cid, link)) for cid in cids]
+        log.info("simulator.locks.started", locks=len(locks))
+        yield locks

@@ -113,6 +113,12 @@ def base_unit_areas(config: MunicipalityConfig) -> dict[str, str]:
             if d.kind == "base_unit"}
 
 
+def lock_cids(config: MunicipalityConfig) -> list[str]:
+    """The registry's keyless locks: `trygg run --simulate` plays one for each."""
+    return [d.cid for c in config.customers for s in c.sites for d in s.devices
+            if d.kind == "lock"]
+
+
 def dc09_accounts(config: MunicipalityConfig) -> list[str]:
     """The DC-09 accounts of the registry: what an alarm receiver reports for."""
     return [d.cid for c in config.customers for s in c.sites for d in s.devices
@@ -262,13 +268,17 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _broker(settings: Settings) -> tuple[str, int]:
+    """Where the simulated devices connect: the configured broker, else the embedded one."""
+    target = settings.mqtt
+    return (target.host, target.port) if target else ("127.0.0.1", settings.embedded_mqtt_port)
+
+
 async def _simulate(settings: Settings, args: argparse.Namespace,
                     stop: asyncio.Event | None = None) -> int:
     from simulator import load_scenario, run_simulation
 
-    target = settings.mqtt
-    host, port = (target.host, target.port) if target else ("127.0.0.1",
-                                                           settings.embedded_mqtt_port)
+    host, port = _broker(settings)
     scenario = load_scenario(args.scenario)
     if args.speed:
         scenario = scenario.with_speed(args.speed)
@@ -285,6 +295,18 @@ async def _simulate(settings: Settings, args: argparse.Namespace,
                                   stop=stop, seed=args.seed, areas=areas)
     print(json.dumps(report.to_dict(), indent=2))
     return 0
+
+
+async def _simulate_locks(settings: Settings, stop: asyncio.Event) -> None:
+    """The demo's keyless locks obey the dashboard's "Open the door lock" until `stop`."""
+    from simulator import simulated_locks
+
+    cids = lock_cids(_config(settings))
+    if not cids:
+        return
+    host, port = _broker(settings)
+    async with simulated_locks(host, port, cids, root=settings.mqtt_topic_root):
+        await stop.wait()
 
 
 def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
@@ -378,6 +400,8 @@ async def _serve(service: Service, settings: Settings, args: argparse.Namespace,
     stop = asyncio.Event()
     sim = asyncio.create_task(_simulate(settings, args, stop), name="trygg.simulator")
     sim.add_done_callback(log_if_failed)
+    locks = asyncio.create_task(_simulate_locks(settings, stop), name="trygg.simulator.locks")
+    locks.add_done_callback(log_if_failed)
     played = None
     if receiver is not None:
         played = asyncio.create_task(_play_receiver(settings, args, receiver),
@@ -388,12 +412,13 @@ async def _serve(service: Service, settings: Settings, args: argparse.Namespace,
     if played is not None:
         played.cancel()
         await asyncio.gather(played, return_exceptions=True)
-    # A failure of either was logged as it happened, by log_if_failed.
-    await asyncio.wait({sim}, timeout=10)
-    if not sim.done():
+    # A failure of any was logged as it happened, by log_if_failed.
+    await asyncio.wait({sim, locks}, timeout=10)
+    if not (sim.done() and locks.done()):
         sim.cancel()
+        locks.cancel()
         print("trygg: the simulator did not stop within 10 s", file=sys.stderr)
-        await asyncio.gather(sim, return_exceptions=True)
+    await asyncio.gather(sim, locks, return_exceptions=True)
 
 
 def log_if_failed(task: asyncio.Task[Any]) -> None:

@@ -32,7 +32,7 @@ from dispatch.views import alarm_view
 _CONFIG = load_config(SHIPPED_CONFIG)
 RULES = DispatchRules(_CONFIG.shifts, _CONFIG.timers, topic_root="trygg/v1")
 T0 = datetime(2026, 1, 15, 9, 0, tzinfo=UTC)  # 10:00 in Stockholm: day
-UNIT, LOCK = "100001", "300001"  # both at K-1001-1 in Kungsängen
+UNIT, LOCK = "100001", "300001"  # both at K-1001-1 in Kungsängen (shipped)
 OTHER_UNIT, OTHER_LOCK = "100003", "300003"  # K-1003-1, also in Kungsängen
 OPERATOR = audit.System("op-anna", user_id=7, role="operator")
 _refs = count(1)
@@ -47,8 +47,8 @@ def clock() -> FakeClock:
 def with_locks(db: Database) -> Database:
     def add(s: Any) -> None:
         sites = dict(s.execute(select(Site.code, Site.id)).all())
-        s.add_all([Device(cid=LOCK, kind="lock", site_id=sites["K-1001-1"]),
-                   Device(cid=OTHER_LOCK, kind="lock", site_id=sites["K-1003-1"])])
+        # LOCK is in the shipped registry already, at K-1001-1.
+        s.add(Device(cid=OTHER_LOCK, kind="lock", site_id=sites["K-1003-1"]))
     db.transaction(add)
     return db
 

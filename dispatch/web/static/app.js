@@ -14,7 +14,7 @@ import {
 import { h, hidden } from "./dom.js";
 import { createAudit } from "./audit.js";
 import { createHealth } from "./health.js";
-import { createOrders } from "./orders.js";
+import { OWNER_LABEL, createOrders } from "./orders.js";
 import { VIEWS, mayDo, mayView, roleText, viewsOf } from "./roles.js";
 import { openStream } from "./stream.js";
 import { createUsers } from "./users.js";
@@ -52,6 +52,9 @@ const S = {
   // A protected identity revealed in the details dialog: {id, data}. Memory only, for
   // that dialog: never in the queue, the history or storage; gone when either closes.
   reveal: null,
+  // The door lock in the details dialog: {id, confirming: cid | null, busy, sent, error}.
+  // The confirm step and the answer outlive the dialog's re-renders on live updates.
+  lock: null,
   resumeTimer: null,
   history: { cursor: null, seq: 0 }, // the closed list: next page, and which opening it is
   sound: localStorage.getItem(SOUND_KEY) === "on",
@@ -326,6 +329,7 @@ function stopApp() {
   S.cards.clear();
   S.fresh.clear();
   S.reveal = null;
+  S.lock = null;
   S.detailsView = null;
   $("queue").replaceChildren();
   resetHistory();
@@ -880,7 +884,10 @@ async function onKvittSubmit(event) {
 // -- details ------------------------------------------------------------------------------
 
 async function openDetails(id) {
-  if (S.details !== id) S.reveal = null;
+  if (S.details !== id) {
+    S.reveal = null;
+    S.lock = null;
+  }
   S.details = id;
   const dialog = $("details-dialog");
   $("details-title").textContent = `Alarm ${id}`;
@@ -975,10 +982,108 @@ async function revealIdentity(button) {
   }
 }
 
+const KEY_HOLDER = { ...OWNER_LABEL, customer: "Customer" };
+
+/**
+ * Getting in: the customer's key sets (number, and who holds each now) and, for an
+ * operator or the alarm's responder on an open alarm, the site's keyless locks to open
+ * remotely. Opening a door is consequential, so the button asks once more first.
+ */
+function accessSection(v) {
+  const keys = v.keys || [];
+  const locks = v.locks || [];
+  if (S.lock && S.lock.id !== v.id) S.lock = null;
+  const keyList = keys.length
+    ? h("ul", { class: "keys", dataset: { role: "keys" } }, keys.map((k) => h("li", {},
+        h("strong", {}, `Key ${k.number}`), " · ",
+        `${KEY_HOLDER[k.holder] || k.holder || "?"}${k.holder_code ? ` (${k.holder_code})` : ""}`)))
+    : h("p", { class: "muted" }, "No key sets are registered for this customer.");
+  return h("section", { class: "details-section access", "aria-labelledby": "access-title" },
+    h("h3", { id: "access-title" }, "Keys and door"),
+    keyList,
+    locks.length ? lockBox(v, locks) : null);
+}
+
+function lockBox(v, locks) {
+  const may = mayDo(S.me?.role, "open-lock") && isOpen(v);
+  const state = S.lock || {};
+  const several = locks.length > 1;
+  const where = v.site ? displayAddress(v.site) : "the customer's door";
+  const body = [];
+  if (!may) {
+    body.push(h("p", { class: "help" }, isOpen(v)
+      ? `Keyless lock ${locks.join(", ")}.`
+      : `Keyless lock ${locks.join(", ")}: it can be opened remotely only while the alarm is open.`));
+  } else if (state.confirming) {
+    body.push(
+      h("p", { class: "lock-confirm", id: "lock-confirm-text" },
+        `Open the door at ${where} now (lock ${state.confirming})? It unlocks for whoever is at the door. `,
+        "The request is recorded on the alarm's trail and in the audit log."),
+      h("div", { class: "lock-buttons" },
+        h("button", { type: "button", class: "btn btn-danger", disabled: state.busy,
+          "aria-describedby": "lock-confirm-text",
+          dataset: { action: "confirm-open-lock", cid: state.confirming } }, "Yes, open the door"),
+        h("button", { type: "button", class: "btn btn-quiet", disabled: state.busy,
+          dataset: { action: "cancel-open-lock" } }, "Cancel")));
+  } else {
+    body.push(h("p", { class: "help" },
+      "Unlocks the door remotely, for a responder at the door without a key. The lock reports when it opens."),
+    h("div", { class: "lock-buttons" }, locks.map((cid) =>
+      h("button", { type: "button", class: "btn btn-danger", disabled: state.busy,
+        dataset: { action: "open-lock", cid } },
+        several ? `Open the door lock ${cid}…` : "Open the door lock…"))));
+  }
+  return h("div", { class: "lock-box", dataset: { role: "lock" } },
+    h("h4", {}, several ? "Door locks" : "Door lock"),
+    ...body,
+    h("p", { id: "lock-sent", class: "form-ok", role: "status", hidden: !state.sent }, state.sent || ""),
+    h("p", { id: "lock-error", class: "form-error", role: "alert", hidden: !state.error }, state.error || ""));
+}
+
+function showLock(focus) {
+  if (S.detailsView) renderDetails(S.detailsView);
+  if (focus) $("details-body").querySelector(focus)?.focus();
+}
+
+async function openLock(button) {
+  const id = S.details;
+  const cid = button.dataset.cid;
+  if (id == null || !cid) return;
+  S.lock = { id, confirming: cid, busy: true, sent: null, error: null };
+  showLock();
+  let res;
+  try {
+    res = await api(`/api/alarms/${id}/open-lock`, { method: "POST", body: { cid } });
+  } catch (e) {
+    if (e instanceof SignedOut) return;
+    throw e;
+  }
+  if (S.details !== id) return; // the dialog closed meanwhile
+  if (res.ok) {
+    const b = res.body;
+    S.lock = { id, confirming: null, busy: false, error: null,
+      sent: `Unlock sent to lock ${b.lock} at ${clockTime(b.requested_at)}; it expires at ${clockTime(b.expires_at)}.` };
+  } else {
+    S.lock = { id, confirming: null, busy: false, sent: null,
+      error: res.network ? "Could not reach the server. Nothing was sent. Try again."
+        : errorText(res.body, `The server refused (${res.status}).`) };
+  }
+  showLock('[data-action="open-lock"]');
+  if (res.status === 409) refreshDetails();
+}
+
 function onDetailsBodyClick(event) {
   const button = event.target.closest("button[data-action]");
   if (!button) return;
-  if (button.dataset.action === "reveal") revealIdentity(button);
+  const action = button.dataset.action;
+  if (action === "open-lock") {
+    S.lock = { id: S.details, confirming: button.dataset.cid, busy: false, sent: null, error: null };
+    showLock('[data-action="cancel-open-lock"]');
+  } else if (action === "cancel-open-lock") {
+    S.lock = null;
+    showLock('[data-action="open-lock"]');
+  } else if (action === "confirm-open-lock") openLock(button);
+  else if (action === "reveal") revealIdentity(button);
   else if (button.dataset.action === "hide-identity") {
     S.reveal = null;
     if (S.detailsView) renderDetails(S.detailsView);
@@ -1042,7 +1147,11 @@ function renderDetails(v) {
           : `${STATE_LABEL[e.from_state] || e.from_state} → ${STATE_LABEL[e.to_state] || e.to_state}`),
         h("td", {}, e.actor),
         h("td", {}, e.note || ""))))));
-  $("details-body").replaceChildren(protectedSection(v) || "", facts, callOrder || "", log);
+  const body = $("details-body");
+  // A live update re-renders the details: the button that had focus keeps it.
+  const focusedInBody = body.contains(document.activeElement) ? document.activeElement.dataset.action : null;
+  body.replaceChildren(protectedSection(v) || "", facts, accessSection(v), callOrder || "", log);
+  if (focusedInBody) body.querySelector(`[data-action="${focusedInBody}"]`)?.focus();
   const actions = $("details-actions");
   const focusedAction = actions.contains(document.activeElement) ? document.activeElement.dataset.action : null;
   actions.replaceChildren(...actionButtons(v, true));
@@ -1265,6 +1374,7 @@ function wire() {
         S.details = null;
         S.detailsView = null;
         S.reveal = null;
+        S.lock = null;
         $("details-body").replaceChildren();
       }
       if (dialog.dataset.owner) return; // health.js and users.js put focus back themselves

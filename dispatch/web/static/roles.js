@@ -27,6 +27,7 @@ const ACTION_ROLES = {
   close: ["operator"],
   kvittering: ["operator"],
   reveal: ["operator"],
+  "open-lock": ["operator", "responder"], // POST /api/alarms/{id}/open-lock, own team's only
   details: ["operator", "responder", "alarm_manager"],
 };
 

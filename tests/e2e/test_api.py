@@ -34,8 +34,8 @@ def test_user_add_prints_a_token_as_its_last_line_and_import_is_idempotent(
     twice = trygg("user", "add", "anna", "--role", "admin", database_url=url)
 
     assert first.returncode == 0, first.stderr
-    assert "39 created" in first.stdout
-    assert "0 created, 0 updated, 39 unchanged" in second.stdout
+    assert "40 created" in first.stdout
+    assert "0 created, 0 updated, 40 unchanged" in second.stdout
     assert added.returncode == 0
     assert len(added.stdout.strip().splitlines()[-1]) >= 40
     assert twice.returncode == 2

@@ -175,6 +175,9 @@ class MunicipalityConfig(_Frozen):
     # Serial line settings for the DC-09 receivers (read by the gateway, see
     # gateway/serial_line.py); the lines themselves are TRYGG_SERIAL_PORTS.
     serial: dict[str, Any] = {}
+    # The route tree (dispatch/route_tree.py, checked by `trygg routes check`); none:
+    # the day/night rule of `shifts`.
+    routing: dict[str, Any] = {}
     areas: list[AreaSpec] = []
     providers: list[ProviderSpec] = []
     customers: list[CustomerSpec] = []

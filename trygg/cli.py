@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import structlog
+import yaml
+from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from core.clock import SystemClock
@@ -26,10 +28,11 @@ from core.db import Database
 from core.errors import TryggError
 from core.logs import configure_logging
 from core.settings import SHIPPED_CONFIG, Settings
-from dispatch import audit, users
+from dispatch import audit, orders, route_tree, users
 from dispatch.config import MunicipalityConfig, load_config
 from dispatch.demo_orders import seed_demo_orders
-from dispatch.registry import import_audited
+from dispatch.models import Device
+from dispatch.registry import SqlTeamDirectory, import_audited
 from trygg.broker_sync import add_commands as add_broker_commands
 from trygg.migrations import upgrade
 from trygg.runtime import Role, Service
@@ -259,6 +262,61 @@ def cmd_user_revoke_tokens(settings: Settings, args: argparse.Namespace) -> int:
     n = _user_change(settings, args.name, "user.revoke_tokens",
                      lambda s, now: users.revoke_tokens(s, args.name, now))
     print(f"user {args.name}: {n} sessions and tokens revoked")
+    return 0
+
+
+def _tree_from_file(path: Path) -> route_tree.RouteTree:
+    """A file's route tree: its `routing` section (a municipality file) or the whole of
+    it (a file of its own); refused with the file, the place and the reason."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise TryggError(f"{path}: cannot be read as YAML: {exc}") from exc
+    section = raw.get("routing", raw) if isinstance(raw, dict) else raw
+    try:
+        return route_tree.RouteTree.model_validate(section)
+    except ValidationError as exc:
+        places = "; ".join(
+            f"{'routing.' if 'routing' in raw else ''}"
+            f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}"
+            for e in exc.errors(include_url=False))
+        raise TryggError(f"{path}: {places}") from exc
+
+
+def cmd_routes_check(settings: Settings, args: argparse.Namespace) -> int:
+    tree = _tree_from_file(Path(args.file))
+    print(f"{args.file}: ok, {len(tree.routes)} routes, "
+          f"{len(tree.time_intervals)} time intervals")
+    return 0
+
+
+def cmd_routes_explain(settings: Settings, args: argparse.Namespace) -> int:
+    """First line: the team a press at CID at TIME would go to ("-": nobody)."""
+    try:
+        at = datetime.fromisoformat(args.time)
+    except ValueError as exc:
+        raise TryggError(f"{args.time!r} is not an ISO 8601 time") from exc
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=route_tree.STOCKHOLM)  # a time as the alarm centre says it
+    config = _config(settings)
+    tree = route_tree.tree_of(config.routing, config.shifts)
+    db = _open_db(settings)
+
+    def explain(s: Session) -> route_tree.Explained:
+        device = s.get(Device, args.cid)
+        site = device.site if device else None
+        customer = site.customer if site else None
+        provider = orders.day_provider_at(s, customer, at) if customer else None
+        facts = route_tree.Facts(area=site.area_code if site else None, provider=provider,
+                                 site_kind=site.kind if site else None)
+        return route_tree.decide(tree, facts, at, SqlTeamDirectory(s))
+
+    explained = db.transaction(explain)
+    db.close()
+    print(explained.team.code if explained.team else "-")
+    print(f"route: {explained.route or 'none'} ({explained.reason.value})")
+    for line in explained.why:
+        print(f"  {line}")
     return 0
 
 
@@ -529,6 +587,17 @@ def build_parser() -> argparse.ArgumentParser:
     sim = sub.add_parser("simulate", help="run simulated base units over MQTT")
     _simulation_options(sim)
     sim.set_defaults(func=cmd_simulate)
+
+    routes = sub.add_parser("routes", help="check or explain the routing rules")
+    routes_sub = routes.add_subparsers(dest="routes_command", required=True)
+    check = routes_sub.add_parser("check", help="validate a route tree file")
+    check.add_argument("file")
+    check.set_defaults(func=cmd_routes_check)
+    explain = routes_sub.add_parser(
+        "explain", help="the team a press at CID at TIME would go to, and why")
+    explain.add_argument("cid")
+    explain.add_argument("time", help="ISO 8601, e.g. 2026-11-30T22:00:00+01:00")
+    explain.set_defaults(func=cmd_routes_explain)
 
     mig = sub.add_parser("migrate", help="apply database migrations")
     mig.set_defaults(func=cmd_migrate)

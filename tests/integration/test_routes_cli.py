@@ -1,0 +1,59 @@
+"""`trygg routes check FILE` and `trygg routes explain CID TIME`, as a person runs them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from core.settings import SHIPPED_CONFIG
+from trygg import cli
+
+
+@pytest.fixture
+def trygg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+          capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str]]:
+    monkeypatch.setenv("TRYGG_DATABASE_URL", f"sqlite:///{tmp_path / 'routes.db'}")
+    monkeypatch.setattr(cli, "configure_logging", lambda level: None)
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        code = cli.main(list(argv))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    assert run("import", str(SHIPPED_CONFIG))[0] == 0
+    return run
+
+
+Trygg = Callable[..., tuple[int, str, str]]
+
+
+def test_explain_prints_the_team_first_and_then_the_route_and_why(trygg: Trygg) -> None:
+    code, day, _ = trygg("routes", "explain", "100008", "2026-11-30T21:59:00+01:00")
+    _, night, _ = trygg("routes", "explain", "100008", "2026-11-30T22:00:00+01:00")
+    _, unknown, _ = trygg("routes", "explain", "999999", "2026-11-30T12:00:00+01:00")
+
+    assert code == 0
+    assert day.splitlines()[:2] == ["solrosen-bro", "route: day (day_provider)"]
+    assert night.splitlines()[0] == "nattpatrull-bro"
+    assert "route day: no, Mon 22:00 is outside day" in night
+    assert unknown.splitlines()[:2] == ["-", "route: none (unknown_device)"]
+
+
+def test_check_accepts_a_good_file_and_refuses_a_bad_one_with_the_place(
+        trygg: Trygg, tmp_path: Path) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text("time_intervals:\n  night: [{times: ['22:00-07:00']}]\n"
+                    "routes:\n  - {name: night, when: [night], to: night_patrol}\n"
+                    "  - {name: day, to: day_provider}\n")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("routing:\n  routes:\n    - {name: night, when: [night], to: moon}\n")
+
+    ok = trygg("routes", "check", str(good))
+    refused = trygg("routes", "check", str(bad))
+
+    assert ok[:2] == (0, f"{good}: ok, 2 routes, 1 time intervals\n")
+    assert refused[0] == 2
+    assert refused[2].startswith(f"trygg: {bad}: routing.routes.0.to: ")
+    assert "'moon' is not a target" in refused[2]

@@ -23,9 +23,10 @@ the search goes on (its team is told too, later issues act on it). Interval entr
 the end is not after the start) and `holidays` (true: only on Swedish public and de facto
 holidays; false: never on them); an interval holds when any of its entries does.
 
-Pure: the caller passes the facts, the time and a team directory. Not yet what live
-routing asks (dispatch/routing.py); `trygg routes check` and `explain` use it, and the
-tree built from `shifts` routes exactly as today's rule does (tested).
+Pure: the caller passes the facts, the time and a team directory. Dispatch routes every
+new alarm through it (the configuration's `routing` section, else the tree built from
+`shifts`, which routes exactly as the day/night rule of dispatch/routing.py: tested), and
+`trygg routes explain` asks the same tree.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, time
+from functools import lru_cache
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -121,6 +123,7 @@ class RouteTree(_Strict):
         return self
 
 
+@lru_cache(maxsize=8)
 def default_tree(shifts: Shifts) -> RouteTree:
     """Today's rule as a tree: the day provider in the day shift, the night patrol else."""
     day = f"{shifts.day_start:%H:%M}-{shifts.night_start:%H:%M}"

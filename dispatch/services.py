@@ -45,7 +45,8 @@ from dispatch.models import (
     Team,
 )
 from dispatch.registry import SqlTeamDirectory
-from dispatch.routing import TeamRef, route
+from dispatch.route_tree import Facts, RouteTree, decide, default_tree
+from dispatch.routing import TeamRef, shift_at
 from dispatch.technical import HealthChange, MassRule
 
 log = structlog.get_logger(__name__)
@@ -65,6 +66,12 @@ class DispatchRules:
     timers: Timers = field(default_factory=Timers)
     topic_root: str = "trygg/v1"
     mass: MassRule = field(default_factory=MassRule)
+    # The route tree; None: the day/night rule of `shifts`, as a tree (the same routes).
+    routes: RouteTree | None = None
+
+    @property
+    def route_tree(self) -> RouteTree:
+        return self.routes if self.routes is not None else default_tree(self.shifts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -362,12 +369,11 @@ def _on_alarm(batch: _Batch, row: Any, now: datetime, rules: DispatchRules,
     device = batch.device(row.cid)
     site = device.site if device else None
     customer = site.customer if site else None
-    decision = route(
-        at=at, shifts=rules.shifts,
-        area_code=site.area_code if site else None,
-        day_provider=batch.day_provider(customer, at) if customer else None,
-        teams=batch.directory,
-    )
+    facts = Facts(area=site.area_code if site else None,
+                  provider=batch.day_provider(customer, at) if customer else None,
+                  site_kind=site.kind if site else None, priority=row.priority)
+    decision = decide(rules.route_tree, facts, at, batch.directory)
+    shift = shift_at(at, rules.shifts)
     team = batch.team(decision.team.id) if decision.team else None
     alarm = Alarm(
         cid=row.cid, source_event_id=row.id, priority=row.priority,
@@ -376,7 +382,7 @@ def _on_alarm(batch: _Batch, row: Any, now: datetime, rules: DispatchRules,
         team_id=team.id if team else None, team_code=team.code if team else None,
         team_name=team.name if team else None, team_phone=team.phone if team else None,
         route_reason=decision.reason.value,
-        shift=decision.shift.value if decision.shift else None,
+        shift=shift.value,
         call_order=[{"name": m.name, "phone": m.phone} for m in team.members] if team else [],
     )
     session.add(alarm)

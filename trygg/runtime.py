@@ -49,6 +49,7 @@ from dispatch.live import LiveFeed
 from dispatch.metrics import AlarmStateCollector
 from dispatch.registry import import_config, registry_is_empty
 from dispatch.retention import Retention
+from dispatch.route_tree import tree_of
 from dispatch.services import DispatchRules
 from dispatch.supervision import SupervisionRule, Supervisor
 from dispatch.technical import MassRule
@@ -135,7 +136,9 @@ class Service:
         self.rules = DispatchRules(
             self.config.shifts, self.config.timers, settings.mqtt_topic_root,
             MassRule(units=settings.mass_event_units,
-                     window=timedelta(seconds=settings.mass_event_window_s)))
+                     window=timedelta(seconds=settings.mass_event_window_s)),
+            # A bad route tree stops the start here, saying where, not at the first alarm.
+            tree_of(self.config.routing, self.config.shifts))
         self.supervision = SupervisionRule(
             interval=timedelta(seconds=settings.supervision_interval_s),
             tolerance=timedelta(seconds=settings.supervision_tolerance_s),

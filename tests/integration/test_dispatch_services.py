@@ -871,10 +871,10 @@ def test_alarm_nobody_is_called_out_for_is_reminded_after_30_minutes(
 
 def test_press_that_cannot_be_applied_still_reaches_the_queue(
         db: Database, clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken_route(**_: Any) -> Any:
+    def broken_route(*_: Any, **__: Any) -> Any:
         raise RuntimeError("routing bug")
 
-    monkeypatch.setattr(services, "route", broken_route)
+    monkeypatch.setattr(services, "decide", broken_route)
 
     out = deliver(db, clock, event(EventKind.ALARM))
 

@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
+from sqlalchemy import select
 
+from core.db import Database
+from core.inbox import Incoming, append_events
 from core.settings import SHIPPED_CONFIG
+from devices.events import DeviceEvent, EventKind
+from dispatch import services
+from dispatch.models import Alarm
+from dispatch.route_tree import RouteTree
+from dispatch.services import DispatchRules
 from trygg import cli
+
+SE = ZoneInfo("Europe/Stockholm")
 
 
 @pytest.fixture
@@ -57,3 +69,32 @@ def test_check_accepts_a_good_file_and_refuses_a_bad_one_with_the_place(
     assert refused[0] == 2
     assert refused[2].startswith(f"trygg: {bad}: routing.routes.0.to: ")
     assert "'moon' is not a target" in refused[2]
+
+
+def test_dispatch_routes_new_alarms_by_the_configured_tree(db: Database) -> None:
+    """A tree that gives holidays to the night patrol, day or not: a press at noon on
+    julafton goes to the night patrol, one the day after to the day provider."""
+    tree = RouteTree.model_validate({
+        "time_intervals": {"holiday": [{"holidays": True}],
+                           "day": [{"times": ["07:00-22:00"]}]},
+        "routes": [{"name": "holidays", "when": ["holiday"], "to": "night_patrol"},
+                   {"name": "day", "when": ["day"], "to": "day_provider"},
+                   {"name": "night", "to": "night_patrol"}]})
+    rules = DispatchRules(routes=tree)
+
+    def press_at(at: datetime) -> tuple[str | None, str]:
+        event = DeviceEvent(kind=EventKind.ALARM, protocol="scaip", cid="100008",
+                            ref=f"{at:%d%H}", priority=5)
+        db.transaction(lambda s: append_events(s, [Incoming(event, b"<mrq/>", at)]))
+        db.transaction(lambda s: services.process_pending(s, at, rules, budget_s=60.0))
+        alarm = db.transaction(lambda s: s.execute(
+            select(Alarm).order_by(Alarm.id.desc())).scalars().first())
+        assert alarm is not None
+        db.transaction(lambda s: setattr(s.get(Alarm, alarm.id), "state", "closed"))
+        return alarm.team_code, alarm.route_reason
+
+    julafton = press_at(datetime(2026, 12, 24, 12, 0, tzinfo=SE))
+    after = press_at(datetime(2026, 12, 28, 12, 0, tzinfo=SE))
+
+    assert julafton == ("nattpatrull-bro", "night_patrol")
+    assert after == ("solrosen-bro", "day_provider")

@@ -23,7 +23,7 @@ from dispatch.api import (
     users,
 )
 from dispatch.api.deps import AppState, OpsState
-from dispatch.api.edge import harden
+from dispatch.api.edge import harden, path_for_logs
 from dispatch.api.roles import declare_roles, public
 
 log = structlog.get_logger(__name__)
@@ -57,7 +57,7 @@ async def _value_does_not_fit(request: Request, exc: Exception) -> JSONResponse:
     """A value the database cannot store (too long for its column, a NUL character) is the
     caller's mistake, said as such: not a 500, and nothing half-stored (the transaction
     rolled back)."""
-    log.warning("request_value_refused_by_database", path=request.url.path,
+    log.warning("request_value_refused_by_database", path=path_for_logs(request.url.path),
                 error=type(getattr(exc, "orig", exc)).__name__)
     return JSONResponse({"detail": "a value does not fit: too long for its field, or it "
                                    "holds a character that cannot be stored (such as NUL)"},

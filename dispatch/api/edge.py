@@ -48,6 +48,12 @@ DOCS_PATH = "/docs"
 SWAGGER_UI = "/static/vendor/swagger-ui"
 
 
+def path_for_logs(path: str) -> str:
+    """The first two levels of a path (`/api/users`): the rest may be a user's or a
+    customer's name or code, which logs never carry."""
+    return "/" + "/".join(path.strip("/").split("/")[:2])
+
+
 class BodyTooLarge(TryggError):
     """A request body passed the limit while it was being received."""
 
@@ -124,7 +130,8 @@ class LimitRequestBody:
 
     async def _refuse(self, scope: Scope, send: Send, **size: int) -> None:
         REFUSED.labels(reason="body_too_large").inc()
-        log.warning("request_body_too_large", method=scope["method"], path=scope["path"],
+        log.warning("request_body_too_large", method=scope["method"],
+                    path=path_for_logs(scope["path"]),
                     limit=self.max_bytes, **size)
         body = json.dumps({"detail": f"The request body is larger than the limit of "
                                      f"{self.max_bytes} bytes."}).encode()

@@ -4,6 +4,8 @@ SQLite and PostgreSQL alike; and a client cannot choose the address it is known 
 from __future__ import annotations
 
 import pytest
+import structlog
+from structlog.testing import capture_logs
 
 from core.clock import FakeClock
 from dispatch import audit
@@ -54,3 +56,19 @@ async def test_a_forwarded_address_is_not_believed_without_a_trusted_proxy(
 
     assert answers == [401] * 5 + [429]  # one address, whatever the header says
     assert recorded == {"127.0.0.1"}
+
+
+async def test_a_refused_value_is_logged_without_the_name_in_its_path(
+        broker: Broker, sqlite_database_url: str) -> None:
+    structlog.reset_defaults()
+    settings = test_settings(broker, sqlite_database_url)
+    with capture_logs() as logs:
+        async with running_service(settings, clock=FakeClock(MONDAY_10_LOCAL)) as service:
+            admin = api(service, make_token(service, "ada", "admin"))
+            await admin.post("/api/users/Anna Andersson/reset-password",
+                             content=b"x" * (settings.max_request_bytes + 1))
+            await admin.aclose()
+
+    refused = [e for e in logs if e["event"] == "request_body_too_large"]
+    assert [e["path"] for e in refused] == ["/api/users"]
+    assert "Anna" not in repr(logs)

@@ -71,12 +71,66 @@ class Shifts(_Frozen):
         return value
 
 
+EscalationAction = Literal["remind_team", "notify_coordinator", "red_flag"]
+
+
+class EscalationStep(_Frozen):
+    """A step of the chain after the call-out while nobody has checked in."""
+
+    after_min: int = Field(ge=1, le=24 * 60)
+    action: EscalationAction
+
+
 class Timers(_Frozen):
+    # The first reminder to the team; also the dashboard's 30-minute mark.
     reminder_after_min: int = Field(default=30, ge=1, le=24 * 60)
+    # A responder of the call order who has not answered this long is passed over for
+    # the next; after the list has gone round `call_rounds` times the operator is told.
+    call_step_after_s: int = Field(default=120, ge=10, le=3600)
+    call_rounds: int = Field(default=2, ge=1, le=10)
+    # The chain after the call-out without check-in; none given: remind the team at
+    # `reminder_after_min`, the provider's coordinator 15 minutes later, and a red flag
+    # for the operator 15 minutes after that (30/45/60 by default).
+    escalation: list[EscalationStep] | None = None
+    # After the last step the team is reminded again this often, until someone checks in.
+    repeat_reminder_min: int = Field(default=30, ge=1, le=24 * 60)
 
     @property
     def reminder_after(self) -> timedelta:
         return timedelta(minutes=self.reminder_after_min)
+
+    @property
+    def escalation_steps(self) -> list[EscalationStep]:
+        if self.escalation is not None:
+            return self.escalation
+        first = self.reminder_after_min
+        return [EscalationStep(after_min=first, action="remind_team"),
+                EscalationStep(after_min=first + 15, action="notify_coordinator"),
+                EscalationStep(after_min=first + 30, action="red_flag")]
+
+    @field_validator("escalation")
+    @classmethod
+    def _ascending(cls, value: list[EscalationStep] | None) -> list[EscalationStep] | None:
+        if value is not None:
+            if not value:
+                raise ValueError("escalation needs at least one step (leave it out for "
+                                 "the default 30/45/60)")
+            times = [step.after_min for step in value]
+            if times != sorted(set(times)):
+                raise ValueError(f"escalation steps must come in rising order of after_min, "
+                                 f"each once: {times}")
+        return value
+
+
+class Handover(_Frozen):
+    """What happens at 07:00 and 22:00 to an open alarm nobody has accepted yet.
+
+    `hand_over`: it goes to the team the routes choose for the new shift (the night
+    patrol at 22:00, the day provider at 07:00), on the timeline; `keep`: it stays with
+    the team it was routed to. An accepted alarm always stays with whoever accepted it.
+    """
+
+    unaccepted: Literal["hand_over", "keep"] = "hand_over"
 
 
 # As long as the registry's columns (dispatch/models.py): a longer value is refused here,
@@ -98,12 +152,20 @@ class TeamSpec(_Frozen):
     call_order: list[CallOrderEntry] = []
 
 
+class CoordinatorSpec(_Frozen):
+    """Whom the escalation chain tells when a team does not check in (45 minutes)."""
+
+    name: Name
+    phone: Phone | None = None
+
+
 class ProviderSpec(_Frozen):
     code: Code
     name: Name
     kind: Literal["day", "night"]
     # The municipality's own home care (a private day provider keeps two key sets).
     municipal: bool = False
+    coordinator: CoordinatorSpec | None = None
     teams: list[TeamSpec] = []
 
 
@@ -171,6 +233,7 @@ class MunicipalityConfig(_Frozen):
     municipality: str = "Demo"
     shifts: Shifts = Shifts()
     timers: Timers = Timers()
+    handover: Handover = Handover()
     supervision: SupervisionSpec = SupervisionSpec()
     # Serial line settings for the DC-09 receivers (read by the gateway, see
     # gateway/serial_line.py); the lines themselves are TRYGG_SERIAL_PORTS.

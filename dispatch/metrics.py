@@ -22,6 +22,15 @@ log = structlog.get_logger(__name__)
 ALARMS_RECEIVED = Counter("trygg_alarms_received_total", "New alarms, by routing reason",
                           ["route"])
 REMINDERS = Counter("trygg_reminders_total", "Reminders sent for alarms without check-in")
+ROUTE_RELOADS = Counter(
+    "trygg_route_reloads_total",
+    "Changes of the route tree file: applied, or refused (the running rules stay)",
+    ["outcome"])
+CHAIN_STEPS = Counter(
+    "trygg_chain_steps_total",
+    "Steps of alarms' call and escalation chains carried out, by what they did "
+    "(call, no_answer, coordinator, red_flag, handover; stale: dropped, the alarm had "
+    "moved on)", ["step"])
 EVENT_FAILURES = Counter("trygg_event_processing_failures_total",
                          "Stored device events dispatch could not apply (kept, flagged)")
 EVENTS_QUARANTINED = Counter(

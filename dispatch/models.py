@@ -54,6 +54,9 @@ class Provider(Base):
     # key sets and hands one to the night patrol (004 §8.1).
     municipal: Mapped[bool] = mapped_column(Boolean, default=False,
                                             server_default=text("false"))
+    # Whom the escalation chain tells when a team does not check in (45 minutes).
+    coordinator_name: Mapped[str | None] = mapped_column(String(200))
+    coordinator_phone: Mapped[str | None] = mapped_column(String(64))
     teams: Mapped[list[Team]] = relationship(back_populates="provider", order_by="Team.code")
 
 
@@ -163,6 +166,19 @@ class Alarm(Base):
     route_reason: Mapped[str] = mapped_column(String(32))
     shift: Mapped[str | None] = mapped_column(String(8))  # "day" | "night"
     call_order: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    # The team's provider, frozen with the team: response-time reports group by it.
+    provider_code: Mapped[str | None] = mapped_column(String(64))
+    # Teams of routes that matched with `continue`: told of the alarm, not responsible.
+    also_teams: Mapped[list[str] | None] = mapped_column(JSON, default=list)
+    # The escalation snapshot (dispatch/escalation.py), copied when the call-out starts:
+    # a later configuration change does not move a running chain.
+    chain: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Where the call chain is: the index into call_order repeated `rounds` times, and
+    # the token every scheduled step carries; a step with another token is stale.
+    call_step: Mapped[int | None] = mapped_column(Integer)
+    call_token: Mapped[str | None] = mapped_column(String(36))
+    # The escalation chain's own token (reminders, coordinator, red flag).
+    escalation_token: Mapped[str | None] = mapped_column(String(36))
     # the life
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
     called_out_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -176,6 +192,17 @@ class Alarm(Base):
     closed_via: Mapped[str | None] = mapped_column(String(16))  # "unit" | "phone"
     reminded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     reminder_count: Mapped[int] = mapped_column(Integer, default=0)
+    # The call order went round `rounds` times without an answer: the operator must act.
+    no_answer_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    coordinator_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    red_flag_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    on_way_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # How the responder's presence was confirmed: "unit" (yellow then green), "responder"
+    # (their phone), "phone" (told the operator), "false_alarm" (cancelled).
+    kvittering: Mapped[str | None] = mapped_column(String(16))
+    # A visit longer than the standard 15 minutes needs a written reason (004 §6.1).
+    visit_reason: Mapped[str | None] = mapped_column(Text)
+    handed_over_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     repeat_count: Mapped[int] = mapped_column(Integer, default=0)
     # Bumped with every audit entry: the dashboard keeps the copy with the highest.
     version: Mapped[int] = mapped_column(Integer, default=0)
@@ -185,6 +212,9 @@ class Alarm(Base):
     log: Mapped[list[AlarmLogEntry]] = relationship(
         back_populates="alarm", order_by="AlarmLogEntry.id", cascade="all, delete-orphan"
     )
+
+    # Response-time reports read a period of alarms by when they arrived.
+    __table_args__ = (Index("ix_alarms_received_at", "received_at"),)
 
 
 class AlarmLogEntry(Base):
@@ -208,12 +238,22 @@ class Deadline(Base):
     __tablename__ = "deadlines"
     id: Mapped[int] = mapped_column(primary_key=True)
     alarm_id: Mapped[int] = mapped_column(ForeignKey("alarms.id"), index=True)
-    kind: Mapped[str] = mapped_column(String(32))  # "reminder"
+    kind: Mapped[str] = mapped_column(String(32))  # "call_step" | "escalation" | "handover"
     due_at: Mapped[datetime] = mapped_column(UTCDateTime)
     fired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Which step of the alarm's chain, and the chain's token when it was scheduled: a
+    # step whose token the alarm no longer holds is stale and does nothing.
+    step: Mapped[int | None] = mapped_column(Integer)
+    token: Mapped[str | None] = mapped_column(String(36))
 
-    __table_args__ = (Index("ix_deadlines_pending", "fired_at", "cancelled_at", "due_at"),)
+    __table_args__ = (
+        Index("ix_deadlines_pending", "fired_at", "cancelled_at", "due_at"),
+        # The sweep's question, answered from the pending rows only: fired ones pile up.
+        Index("ix_deadlines_due", "due_at",
+              sqlite_where=text("fired_at IS NULL AND cancelled_at IS NULL"),
+              postgresql_where=text("fired_at IS NULL AND cancelled_at IS NULL")),
+    )
 
 
 class PresenceRecord(Base):

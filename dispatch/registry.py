@@ -129,9 +129,14 @@ def _day_provider(session: Session, known: dict[str, Provider],
 
 
 def _import_provider(up: _Upserter, spec: ProviderSpec) -> Provider:
-    provider = up.upsert(Provider, {"code": spec.code}, {"name": spec.name, "kind": spec.kind,
-                                                          "municipal": spec.municipal},
-                         spec)
+    coordinator = spec.coordinator
+    provider = up.upsert(Provider, {"code": spec.code}, {
+        "name": spec.name, "kind": spec.kind, "municipal": spec.municipal,
+        "coordinator_name": coordinator.name if coordinator else None,
+        "coordinator_phone": coordinator.phone if coordinator else None}, spec,
+        {"coordinator": "coordinator_name"})
+    if "coordinator" in spec.model_fields_set:  # one field of the file, two columns
+        provider.coordinator_phone = coordinator.phone if coordinator else None
     for t in spec.teams:
         team = up.upsert(Team, {"code": t.code}, {
             "name": t.name, "provider_id": provider.id, "area_code": t.area, "phone": t.phone,
@@ -199,6 +204,9 @@ class SqlTeamDirectory:
                 .order_by(Team.code)
             )
         return self._first(query)
+
+    def named_team(self, code: str) -> TeamRef | None:
+        return self._first(lambda: select(Team).where(Team.code == code))
 
 
 def import_audited(session: Session, config: MunicipalityConfig, actor: audit.Actor,

@@ -16,9 +16,12 @@ routes:
 
 A route matches when every matcher it names matches the alarm (`area`, `provider` (the
 customer's day provider), `site_kind` main or extra, `alarm_kind`, `priority_at_least`)
-and the time is inside one of its `when` intervals (none: always). Routes are tried in
-order and the first that matches decides; one that says `continue: true` is noted and
-the search goes on (its team is told too, later issues act on it). Interval entries hold
+and the time is inside one of its `when` intervals (none: always). Its target is
+`day_provider`, `night_patrol` or `team:<code>` (a named team, such as a response team
+for high priorities). Routes are tried in order and the first that matches decides;
+one that says `continue: true` has its team told of the alarm (`team/<code>/notice`),
+not made responsible, and the search goes on. When only `continue` routes matched, the
+first of them decides. Interval entries hold
 `weekdays` (mon..sun), `times` ("HH:MM-HH:MM", Europe/Stockholm, crossing midnight when
 the end is not after the start) and `holidays` (true: only on Swedish public and de facto
 holidays; false: never on them); an interval holds when any of its entries does.
@@ -45,7 +48,7 @@ from dispatch.workdays import STOCKHOLM, holiday_name
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _RANGE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
-_TARGET = re.compile(r"^(day_provider|night_patrol)$")
+_TARGET = re.compile(r"^(day_provider|night_patrol|team:[A-Za-z0-9][A-Za-z0-9_.-]{0,63})$")
 
 
 class _Strict(BaseModel):
@@ -102,7 +105,8 @@ class Route(_Strict):
     @classmethod
     def _target(cls, value: str) -> str:
         if not _TARGET.match(value):
-            raise ValueError(f"{value!r} is not a target: day_provider or night_patrol")
+            raise ValueError(f"{value!r} is not a target: day_provider, night_patrol or "
+                             "team:<code>")
         return value
 
 
@@ -152,6 +156,7 @@ class Explained:
     route: str | None
     why: list[str] = field(default_factory=list)
     also: list[str] = field(default_factory=list)  # routes that matched with continue
+    also_teams: list[TeamRef] = field(default_factory=list)  # and their teams, to tell
 
 
 def _matches(route: Route, facts: Facts) -> str | None:
@@ -178,6 +183,7 @@ def decide(tree: RouteTree, facts: Facts, at: datetime, teams: TeamDirectory) ->
                          ["the unit is not in the registry"])
     why: list[str] = []
     also: list[str] = []
+    told: list[tuple[TeamRef | None, RouteReason, str]] = []
     for route in tree.routes:
         refused = _matches(route, facts)
         if refused is None and route.when is not None and not any(
@@ -187,14 +193,32 @@ def decide(tree: RouteTree, facts: Facts, at: datetime, teams: TeamDirectory) ->
         if refused is not None:
             why.append(f"route {route.name}: no, {refused}")
             continue
-        if route.continue_:
-            why.append(f"route {route.name}: matched, and continue")
-            also.append(route.name)
-            continue
         team, reason = _target(route.to, facts, teams)
+        if route.continue_:
+            why.append(f"route {route.name}: matched, to {route.to} "
+                       f"({team.code if team else 'nobody there'}), and continue")
+            also.append(route.name)
+            told.append((team, reason, route.name))
+            continue
         why.append(f"route {route.name}: matched, to {route.to}")
-        return Explained(team, reason, route.name, why, also)
+        return Explained(team, reason, route.name, why, also,
+                         _others(told, team))
+    if told:  # only routes that continue matched: the first of them decides
+        team, reason, name = told[0]
+        return Explained(team, reason, name, [*why, f"only continue routes matched: "
+                                                    f"{name} decides"], also,
+                         _others(told[1:], team))
     return Explained(None, RouteReason.NO_TEAM, None, [*why, "no route matched"], also)
+
+
+def _others(told: list[tuple[TeamRef | None, RouteReason, str]],
+            team: TeamRef | None) -> list[TeamRef]:
+    """The continue routes' teams, each once, without the responsible team."""
+    out: list[TeamRef] = []
+    for other, _, _ in told:
+        if other is not None and other != team and other not in out:
+            out.append(other)
+    return out
 
 
 def _target(to: str, facts: Facts, teams: TeamDirectory) -> tuple[TeamRef | None, RouteReason]:
@@ -202,6 +226,9 @@ def _target(to: str, facts: Facts, teams: TeamDirectory) -> tuple[TeamRef | None
     if to == "day_provider":
         team = teams.day_team(facts.provider, area) if facts.provider else None
         return team, RouteReason.DAY_PROVIDER if team else RouteReason.NO_TEAM
+    if to.startswith("team:"):
+        team = teams.named_team(to.removeprefix("team:"))
+        return team, RouteReason.NAMED_TEAM if team else RouteReason.NO_TEAM
     team = teams.night_team(area)
     return team, RouteReason.NIGHT_PATROL if team else RouteReason.NO_TEAM
 

@@ -13,9 +13,7 @@ fired, and an outbox message is marked sent only if it was not.
 
 from __future__ import annotations
 
-import json
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -29,8 +27,9 @@ from sqlalchemy.orm.attributes import set_committed_value
 from core import inbox
 from core.errors import TryggError
 from devices.events import EventKind
-from dispatch import lifecycle, locks, orders, technical
-from dispatch.config import Shifts, Timers
+from dispatch import escalation, lifecycle, locks, orders, team_messages, technical
+from dispatch.config import Handover, Shifts, Timers
+from dispatch.escalation import Fired
 from dispatch.models import (
     AWAITING_CHECK_IN,
     OPEN_STATES,
@@ -45,14 +44,11 @@ from dispatch.models import (
     Team,
 )
 from dispatch.registry import SqlTeamDirectory
-from dispatch.route_tree import Facts, RouteTree, decide, default_tree
-from dispatch.routing import TeamRef, shift_at
+from dispatch.route_tree import Explained, Facts, RouteTree, decide, default_tree
+from dispatch.routing import TeamDirectory, TeamRef, next_shift_change, shift_at
 from dispatch.technical import HealthChange, MassRule
 
 log = structlog.get_logger(__name__)
-
-REMINDER = "reminder"
-
 
 class AlarmNotFound(TryggError):
     def __init__(self, alarm_id: int) -> None:
@@ -68,6 +64,7 @@ class DispatchRules:
     mass: MassRule = field(default_factory=MassRule)
     # The route tree; None: the day/night rule of `shifts`, as a tree (the same routes).
     routes: RouteTree | None = None
+    handover: Handover = field(default_factory=Handover)
 
     @property
     def route_tree(self) -> RouteTree:
@@ -96,9 +93,13 @@ class Outcome:
     received: list[NewAlarm] = field(default_factory=list)
     processed: int = 0
     more: bool = False  # events were left for the next transaction
-    reminders: int = 0
     failed_events: int = 0
     health: HealthChange = field(default_factory=HealthChange)
+    fired: Fired = field(default_factory=Fired)
+
+    @property
+    def reminders(self) -> int:
+        return self.fired.reminders
 
     @property
     def new_alarms(self) -> dict[str, int]:
@@ -117,7 +118,7 @@ class Outcome:
         for alarm_id in other.alarm_ids:
             self.touch(alarm_id)
         self.received.extend(other.received)
-        self.reminders += other.reminders
+        self.fired.merge(other.fired)
         self.failed_events += other.failed_events
         self.health.merge(other.health)
 
@@ -203,12 +204,16 @@ class _Batch:
         for alarm in self.created:
             if alarm.state != AlarmState.RECEIVED:
                 pass  # staff checked in within the same batch: nobody to call
-            elif alarm.team_code is not None:
-                _call_out(self.session, alarm, now, "system", rules)
             else:
-                # Nobody to call out (unknown unit, no team): the operator must act, and
-                # is reminded like anyone else if nobody has checked in after 30 minutes.
-                _schedule_reminder(self.session, alarm, alarm.received_at, rules)
+                if alarm.team_code is not None:
+                    _call_out(self.session, alarm, now, "system", rules)
+                else:
+                    # Nobody to call out (unknown unit, no team): the operator must act,
+                    # and is reminded like anyone else if nobody has checked in after 30
+                    # minutes.
+                    escalation.start_escalation(self.session, alarm, alarm.received_at,
+                                                rules.timers)
+                _schedule_handover(self.session, alarm, alarm.received_at, rules)
             out.touch(alarm.id)
             out.received.append(NewAlarm(alarm.id, alarm.cid, alarm.route_reason,
                                          alarm.team_code))
@@ -229,9 +234,7 @@ class _Batch:
 
     def team(self, team_id: int) -> Team:
         if team_id not in self._teams:
-            self._teams[team_id] = self.session.execute(
-                select(Team).where(Team.id == team_id).options(selectinload(Team.members))
-            ).scalar_one()
+            self._teams[team_id] = _team(self.session, team_id)
         return self._teams[team_id]
 
 
@@ -253,6 +256,12 @@ class _RememberingDirectory:
         if area_code not in self._night:
             self._night[area_code] = self._directory.night_team(area_code)
         return self._night[area_code]
+
+    def named_team(self, code: str) -> TeamRef | None:
+        key = ("", code)  # no provider code is empty
+        if key not in self._day:
+            self._day[key] = self._directory.named_team(code)
+        return self._day[key]
 
 
 ALARM_EVENT_KINDS = frozenset({EventKind.ALARM, EventKind.CHECK_IN, EventKind.CHECK_OUT,
@@ -301,7 +310,7 @@ def _fallback_alarm(session: Session, row: Any, rules: DispatchRules, out: Outco
             session.add(alarm)
             lifecycle.receive(alarm, row.received_at, f"device:{row.cid}")
             session.flush()
-            _schedule_reminder(session, alarm, row.received_at, rules)
+            escalation.start_escalation(session, alarm, row.received_at, rules.timers)
     except Exception as exc:
         log.error("fallback_alarm_failed", event_id=row.id, cid=row.cid,
                   error=type(exc).__name__)
@@ -373,22 +382,38 @@ def _on_alarm(batch: _Batch, row: Any, now: datetime, rules: DispatchRules,
                   provider=batch.day_provider(customer, at) if customer else None,
                   site_kind=site.kind if site else None, priority=row.priority)
     decision = decide(rules.route_tree, facts, at, batch.directory)
-    shift = shift_at(at, rules.shifts)
-    team = batch.team(decision.team.id) if decision.team else None
     alarm = Alarm(
         cid=row.cid, source_event_id=row.id, priority=row.priority,
         unknown_device=site is None,
         site_id=site.id if site else None, customer_id=customer.id if customer else None,
-        team_id=team.id if team else None, team_code=team.code if team else None,
-        team_name=team.name if team else None, team_phone=team.phone if team else None,
-        route_reason=decision.reason.value,
-        shift=shift.value,
-        call_order=[{"name": m.name, "phone": m.phone} for m in team.members] if team else [],
     )
+    _freeze(alarm, decision, batch.team(decision.team.id) if decision.team else None,
+            at, rules)
     session.add(alarm)
     lifecycle.receive(alarm, at, f"device:{row.cid}")
     batch.open[row.cid] = alarm
     batch.created.append(alarm)  # counted in finish(), once it has an id
+
+
+def _freeze(alarm: Alarm, decision: Explained, team: Team | None, at: datetime,
+            rules: DispatchRules) -> None:
+    """Put a routing decision on the alarm: its team, call order and the teams to tell."""
+    alarm.team_id = team.id if team else None
+    alarm.team_code = team.code if team else None
+    alarm.team_name = team.name if team else None
+    alarm.team_phone = team.phone if team else None
+    alarm.provider_code = team.provider.code if team else None
+    alarm.route_reason = decision.reason.value
+    alarm.shift = shift_at(at, rules.shifts).value
+    alarm.call_order = [{"name": m.name, "phone": m.phone} for m in team.members] \
+        if team else []
+    alarm.also_teams = [t.code for t in decision.also_teams]
+
+
+def _team(session: Session, team_id: int) -> Team:
+    return session.execute(
+        select(Team).where(Team.id == team_id)
+        .options(selectinload(Team.members), selectinload(Team.provider))).scalar_one()
 
 
 def _on_presence(batch: _Batch, row: Any, kind: EventKind,
@@ -396,6 +421,12 @@ def _on_presence(batch: _Batch, row: Any, kind: EventKind,
     session, at = batch.session, row.received_at
     alarm = batch.open.get(row.cid)
     if kind is EventKind.CHECK_IN and alarm is not None and alarm.state not in AWAITING_CHECK_IN:
+        if alarm.kvittering == "responder":
+            # Checked in from the phone first: the unit's check-in counts first.
+            session.add(PresenceRecord(cid=row.cid, kind=kind.value, at=at,
+                                       alarm_id=alarm.id, event_id=row.id))
+            lifecycle.unit_confirms(alarm, at, row.cid)
+            return alarm.id
         alarm = None  # already on site: a second check-in is only recorded
     if alarm is not None and alarm.id is None:
         session.flush()  # pressed in this same batch: the record needs its id
@@ -411,7 +442,7 @@ def _on_presence(batch: _Batch, row: Any, kind: EventKind,
     else:
         lifecycle.check_out(alarm, at, row.cid)
         del batch.open[row.cid]  # completed: no longer open
-    _cancel_deadlines(session, alarm.id, now)
+    escalation.stop_escalation(session, alarm, now)
     return alarm.id
 
 
@@ -441,11 +472,62 @@ def accept(session: Session, alarm_id: int, responder: str, actor: str, now: dat
     alarm = _load(session, alarm_id)
     had_call_out = alarm.called_out_at is not None
     lifecycle.accept(alarm, responder, now, actor)
+    escalation.stop_calls(session, alarm, now)
     if not had_call_out:
         # The operator phoned someone directly: the 30 minutes start now, replacing the
-        # reminder that ran from the alarm's arrival.
-        _cancel_deadlines(session, alarm.id, now)
-        _schedule_reminder(session, alarm, now, rules)
+        # chain that ran from the alarm's arrival.
+        escalation.start_escalation(session, alarm, now, rules.timers)
+    return alarm
+
+
+def decline(session: Session, alarm_id: int, responder: str, actor: str, now: datetime,
+            rules: DispatchRules) -> Alarm:
+    """A called responder declines: the next of the call order is called at once."""
+    alarm = _load(session, alarm_id)
+    lifecycle.decline(alarm, responder, now, actor)
+    escalation.next_call(session, alarm, now, "system", rules.timers, rules.topic_root)
+    return alarm
+
+
+def on_my_way(session: Session, alarm_id: int, actor: str, now: datetime) -> Alarm:
+    alarm = _load(session, alarm_id)
+    lifecycle.on_my_way(alarm, now, actor)
+    return alarm
+
+
+def check_in_by_responder(session: Session, alarm_id: int, actor: str,
+                          now: datetime) -> Alarm:
+    """The responder's phone says on site, when the unit cannot."""
+    alarm = _load(session, alarm_id)
+    lifecycle.check_in_by_responder(alarm, now, actor)
+    escalation.stop_escalation(session, alarm, now)
+    return alarm
+
+
+def check_out_by_responder(session: Session, alarm_id: int, actor: str,
+                           now: datetime) -> Alarm:
+    alarm = _load(session, alarm_id)
+    lifecycle.check_out_by_responder(alarm, now, actor)
+    escalation.stop_escalation(session, alarm, now)
+    return alarm
+
+
+def false_alarm(session: Session, alarm_id: int, reason: str, actor: str,
+                now: datetime, rules: DispatchRules) -> Alarm:
+    """Cancelled as a false alarm: the chains stop and the team is told to stand down."""
+    alarm = _load(session, alarm_id)
+    lifecycle.false_alarm(alarm, reason, now, actor)
+    escalation.stop_escalation(session, alarm, now)
+    if alarm.team_code and alarm.called_out_at is not None:
+        team_messages.queue(session, rules.topic_root, f"team/{alarm.team_code}/cancel",
+                            alarm, now, "cancel")
+    return alarm
+
+
+def give_visit_reason(session: Session, alarm_id: int, reason: str, actor: str,
+                      now: datetime) -> Alarm:
+    alarm = _load(session, alarm_id)
+    lifecycle.give_visit_reason(alarm, reason, now, actor)
     return alarm
 
 
@@ -459,34 +541,81 @@ def close_by_phone(session: Session, alarm_id: int, reason: str, actor: str,
                    now: datetime) -> Alarm:
     alarm = _load(session, alarm_id)
     lifecycle.close_by_phone(alarm, reason, now, actor)
-    _cancel_deadlines(session, alarm.id, now)
+    escalation.stop_escalation(session, alarm, now)
     return alarm
 
 
 def _call_out(session: Session, alarm: Alarm, now: datetime, actor: str,
               rules: DispatchRules) -> None:
-    if lifecycle.call_out(alarm, now, actor):
-        _schedule_reminder(session, alarm, now, rules)
-    if alarm.team_code:
-        _publish(session, rules, f"team/{alarm.team_code}/callout", alarm, now, "callout")
+    """The call-out: the first call of the chain, or (the operator again) the next."""
+    if alarm.called_out_at is None:
+        escalation.start_calls(session, alarm, now, actor, rules.timers, rules.topic_root)
+    else:
+        escalation.next_call(session, alarm, now, actor, rules.timers, rules.topic_root)
+
+
+# -- shift hand-over -----------------------------------------------------------------
+
+
+def _schedule_handover(session: Session, alarm: Alarm, after: datetime,
+                       rules: DispatchRules) -> None:
+    """At the next 07:00 or 22:00, an alarm nobody accepted goes to the new shift."""
+    if rules.handover.unaccepted == "keep" or alarm.site_id is None:
+        return  # an unknown unit has no site to route anywhere
+    session.add(Deadline(alarm_id=alarm.id, kind=escalation.HANDOVER,
+                         due_at=next_shift_change(after, rules.shifts)))
+
+
+def _fire_handover(session: Session, alarm: Alarm, now: datetime, rules: DispatchRules,
+                   fired: Fired) -> None:
+    if alarm.state not in (AlarmState.RECEIVED, AlarmState.CALLED_OUT) \
+            or alarm.accepted_at is not None:
+        fired.stale += 1  # accepted (it stays theirs), on site or closed
+        return
+    decision = decide(rules.route_tree, _facts_of(session, alarm), now,
+                      SqlTeamDirectory(session))
+    new = decision.team
+    if new is not None and new.code != alarm.team_code:
+        old = alarm.team_code
+        escalation.stop_calls(session, alarm, now)
+        if old:  # their phones drop it: it is no longer theirs
+            team_messages.queue(session, rules.topic_root, f"team/{old}/withdrawn", alarm,
+                                now, "withdrawn")
+        _freeze(alarm, decision, _team(session, new.id), now, rules)
+        lifecycle.hand_over(alarm, now, old, f"nobody accepted before the shift change "
+                                             f"(route {decision.route})")
+        alarm.call_step = None
+        if alarm.called_out_at is None:
+            escalation.start_calls(session, alarm, now, "system", rules.timers,
+                                   rules.topic_root)
+        else:
+            escalation.call(session, alarm, 0, now, "system", rules.topic_root)
+        fired.handovers += 1
+        fired.alarm_ids.append(alarm.id)
+        log.warning("alarm_handed_over", alarm_id=alarm.id, from_team=old,
+                    to_team=alarm.team_code)
+    _schedule_handover(session, alarm, now, rules)
+
+
+def _facts_of(session: Session, alarm: Alarm) -> Facts:
+    site = alarm.site
+    customer = site.customer if site else None
+    provider = None
+    if customer is not None:
+        provider = orders.day_provider_at(session, customer, alarm.received_at) \
+            if customer.id in orders.customers_changing_provider(session) \
+            else (customer.day_provider.code if customer.day_provider else None)
+    return Facts(area=site.area_code if site else None, provider=provider,
+                 site_kind=site.kind if site else None, priority=alarm.priority)
+
+
+def explain(session: Session, alarm: Alarm, at: datetime, tree: RouteTree,
+            teams: TeamDirectory) -> Explained:
+    """How `tree` would route `alarm`'s unit at `at`."""
+    return decide(tree, _facts_of(session, alarm), at, teams)
 
 
 # -- durable timers ------------------------------------------------------------------
-
-
-def _schedule_reminder(session: Session, alarm: Alarm, start: datetime,
-                       rules: DispatchRules) -> None:
-    session.add(Deadline(alarm_id=alarm.id, kind=REMINDER,
-                         due_at=start + rules.timers.reminder_after))
-
-
-def _cancel_deadlines(session: Session, alarm_id: int, now: datetime) -> None:
-    session.execute(
-        update(Deadline)
-        .where(Deadline.alarm_id == alarm_id, Deadline.fired_at.is_(None),
-               Deadline.cancelled_at.is_(None))
-        .values(cancelled_at=now)
-    )
 
 
 FIRE_BATCH = 200
@@ -524,19 +653,26 @@ def fire_due(session: Session, now: datetime, rules: DispatchRules) -> Outcome:
         .where(Deadline.id.in_(ids), Deadline.fired_at.is_(None),
                Deadline.cancelled_at.is_(None))
         .values(fired_at=now)
-        .returning(Deadline.id, Deadline.alarm_id, Deadline.kind, Deadline.due_at)
+        .returning(Deadline.id, Deadline.alarm_id, Deadline.kind, Deadline.due_at,
+                   Deadline.step, Deadline.token)
         .execution_options(synchronize_session=False)).all()
-    for _, alarm_id, kind, _ in sorted(claimed, key=lambda d: (d.due_at, d.id)):
-        alarm = _load(session, alarm_id)
-        if kind == REMINDER and lifecycle.remind(alarm, now):
-            if alarm.team_code:
-                _publish(session, rules, f"team/{alarm.team_code}/reminder", alarm, now,
-                         "reminder")
-            _schedule_reminder(session, alarm, now, rules)
-            out.reminders += 1
-            out.touch(alarm.id)
-            log.warning("alarm_reminder", alarm_id=alarm.id, team=alarm.team_code,
-                        count=alarm.reminder_count)
+    fired = out.fired
+    # The batch's alarms in one query, not one each; their audit trails are only
+    # appended to here, so they are not loaded just to add an entry (as in _Batch).
+    for alarm in session.execute(select(Alarm).where(
+            Alarm.id.in_({row.alarm_id for row in claimed}))).scalars():
+        set_committed_value(alarm, "log", [])
+    for row in sorted(claimed, key=lambda d: (d.due_at, d.id)):
+        alarm = _load(session, row.alarm_id)
+        if row.kind == escalation.HANDOVER:
+            _fire_handover(session, alarm, now, rules, fired)
+        elif not escalation.fire(session, alarm, row.kind, row.step, row.token, now,
+                                 rules.timers, rules.topic_root, fired):
+            log.error("deadline_of_unknown_kind", deadline_id=row.id, kind=row.kind)
+    for alarm_id in fired.alarm_ids:
+        out.touch(alarm_id)
+    fired.alarm_ids.clear()
+    out.more = len(ids) == FIRE_BATCH  # more may be due: the sweep goes on at once
     return out
 
 
@@ -544,22 +680,6 @@ def fire_due(session: Session, now: datetime, rules: DispatchRules) -> Outcome:
 
 # Failed tries (other than the broker being down) before a message is set aside.
 MAX_PUBLISH_ATTEMPTS = 5
-
-
-def _publish(session: Session, rules: DispatchRules, subtopic: str, alarm: Alarm,
-             now: datetime, kind: str) -> None:
-    # Ids only: the team's own records hold who lives at the site. The message id lets a
-    # team app drop a message it already has (one published again after a crash).
-    message_id = str(uuid.uuid4())
-    payload: dict[str, Any] = {
-        "message_id": message_id,
-        "kind": kind, "alarm_id": alarm.id, "cid": alarm.cid, "state": alarm.state,
-        "team": alarm.team_code, "at": now.isoformat(),
-        "called_out_at": alarm.called_out_at.isoformat() if alarm.called_out_at else None,
-        "reminders": alarm.reminder_count,
-    }
-    session.add(OutboxMessage(topic=f"{rules.topic_root}/{subtopic}", message_id=message_id,
-                              payload=json.dumps(payload), created_at=now))
 
 
 def pending_outbox(session: Session, limit: int = 100) -> list[tuple[int, str, str, bool]]:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from dispatch.escalation import calling
+from dispatch.lifecycle import needs_visit_reason, visit_seconds
 from dispatch.models import AWAITING_CHECK_IN, Alarm, AlarmState
 
 MASK = "Skyddad identitet"
@@ -28,6 +30,19 @@ def deadline_of(alarm: Alarm, reminder_after: timedelta) -> datetime | None:
     if alarm.state not in AWAITING_CHECK_IN:
         return None
     return (alarm.called_out_at or alarm.received_at) + reminder_after
+
+
+def attention(alarm: Alarm) -> list[str]:
+    """What the operator must act on now: nobody answered the call order, or a red flag
+    (still nobody on site an hour after the call-out)."""
+    if alarm.state not in AWAITING_CHECK_IN:
+        return []
+    flags = []
+    if alarm.red_flag_at is not None:
+        flags.append("red_flag")
+    if alarm.no_answer_at is not None and alarm.state == AlarmState.CALLED_OUT:
+        flags.append("no_answer")
+    return flags
 
 
 def alarm_view(alarm: Alarm, reminder_after: timedelta, *,
@@ -74,6 +89,21 @@ def alarm_view(alarm: Alarm, reminder_after: timedelta, *,
         "deadline_at": _iso(deadline_of(alarm, reminder_after)),
         "answer_seconds": _seconds(alarm.called_out_at, alarm.accepted_at),
         "arrival_seconds": _seconds(alarm.called_out_at, alarm.on_site_at),
+        "visit_seconds": visit_seconds(alarm),
+        "provider": alarm.provider_code,
+        "also_teams": alarm.also_teams or [],
+        # The call chain: whom it calls now, and when it ran out.
+        "calling": calling(alarm),
+        "no_answer_at": _iso(alarm.no_answer_at),
+        "coordinator_at": _iso(alarm.coordinator_at),
+        "red_flag_at": _iso(alarm.red_flag_at),
+        "on_way_at": _iso(alarm.on_way_at),
+        "handed_over_at": _iso(alarm.handed_over_at),
+        # unit | responder | phone | false_alarm: how presence (or none) was confirmed.
+        "kvittering": alarm.kvittering,
+        "visit_reason": alarm.visit_reason,
+        "needs_visit_reason": needs_visit_reason(alarm),
+        "attention": attention(alarm),
     }
     if with_log:
         view["log"] = [
@@ -115,6 +145,7 @@ def urgency_key(view: dict[str, Any]) -> tuple[int, int, str, int, int]:
     """
     state = view["state"]
     open_rank = 0 if state in AWAITING_CHECK_IN else 1 if state == AlarmState.ON_SITE else 2
-    no_team = 0 if view["team"] is None and open_rank == 0 else 1
+    # Nobody to call, or nobody answered / a red flag: the operator must act first.
+    no_team = 0 if (view["team"] is None or view.get("attention")) and open_rank == 0 else 1
     deadline = view["deadline_at"] or view["received_at"]
     return (open_rank, no_team, deadline, -view["priority"], -view["id"])

@@ -262,14 +262,15 @@ def acl_file(accounts: Iterable[Account], root: str) -> str:
         if account.kind == "gateway":
             out.append(
                 "\n# Trygg (gateway and dispatch): reads every unit's requests, answers every\n"
-                "# unit, publishes availability, commands locks, and sends call-outs and\n"
-                "# reminders to teams.\n"
+                "# unit, publishes availability, commands locks, sends call-outs and\n"
+                "# reminders to teams and escalations to providers' coordinators.\n"
                 f"user {name}\n"
                 f"topic read {root}/dev/+/mrq\n"
                 f"topic write {root}/dev/+/mrs\n"
                 f"topic write {root}/dev/+/availability\n"
                 f"topic write {root}/dev/+/cmd\n"
-                f"topic write {root}/team/#\n")
+                f"topic write {root}/team/#\n"
+                f"topic write {root}/provider/#\n")
         elif account.kind == "team":
             code = name.removeprefix(TEAM_PREFIX)
             out.append(f"\nuser {name}\ntopic read {root}/team/{code}/#\n")

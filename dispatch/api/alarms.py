@@ -29,6 +29,8 @@ router = APIRouter(prefix="/api/alarms", tags=["alarms"])
 Reader = Annotated[Principal, allow("operator", "responder", "alarm_manager")]
 Operator = Annotated[Principal, allow("operator")]
 Answerer = Annotated[Principal, allow("operator", "responder")]
+# The responder's phone (/m/): what only the person on the way can say.
+Responder = Annotated[Principal, allow("responder")]
 
 
 def visible_to(alarm: Alarm, user: Principal) -> bool:
@@ -40,8 +42,36 @@ Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 
 
 class AcceptIn(BaseModel):
-    responder: Text = Field(max_length=200,
-                            description="name of the person who answered the call-out")
+    responder: Text | None = Field(
+        default=None, max_length=200,
+        description="name of the person who answered the call-out; a responder accepting "
+                    "from their phone is themselves, whatever is given")
+
+
+class DeclineIn(BaseModel):
+    responder: Text | None = Field(
+        default=None, max_length=200,
+        description="who declined (the operator records a decline by phone); a responder "
+                    "declining from their phone is themselves")
+
+
+class ReasonIn(BaseModel):
+    reason: Text = Field(max_length=2000)
+
+
+class FalseAlarmIn(BaseModel):
+    reason: str = Field(default="", max_length=2000,
+                        description="what happened (optional): pressed by mistake, say")
+
+
+def _who(user: Principal, given: str | None) -> str:
+    """Whom an answer is from: a responder is always themselves; the operator names them."""
+    if user.role == "responder":
+        return user.name
+    if not given:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                            "responder: the name of the person who answered is required")
+    return given
 
 
 class PhoneKvitteringIn(BaseModel):
@@ -214,10 +244,66 @@ async def call_out(alarm_id: int, state: StateDep, user: Operator) -> dict[str, 
 
 @router.post("/{alarm_id}/accept")
 async def accept(alarm_id: int, body: AcceptIn, state: StateDep, user: Answerer) -> dict[str, Any]:
-    """Record who answered the call-out."""
+    """Record who answered the call-out: the call chain stops."""
     now = state.clock.now()
+    responder = _who(user, body.responder)
     return await _act(state, user, alarm_id, "accept", lambda s: services.accept(
-        s, alarm_id, body.responder, user.name, now, state.rules))
+        s, alarm_id, responder, user.name, now, state.rules))
+
+
+@router.post("/{alarm_id}/decline")
+async def decline(alarm_id: int, body: DeclineIn, state: StateDep,
+                  user: Answerer) -> dict[str, Any]:
+    """A called responder cannot go: the next of the call order is called at once."""
+    now = state.clock.now()
+    responder = _who(user, body.responder)
+    return await _act(state, user, alarm_id, "decline", lambda s: services.decline(
+        s, alarm_id, responder, user.name, now, state.rules))
+
+
+@router.post("/{alarm_id}/on-my-way")
+async def on_my_way(alarm_id: int, state: StateDep, user: Responder) -> dict[str, Any]:
+    """The responder who accepted is on the way."""
+    now = state.clock.now()
+    return await _act(state, user, alarm_id, "on_my_way",
+                      lambda s: services.on_my_way(s, alarm_id, user.name, now))
+
+
+@router.post("/{alarm_id}/check-in")
+async def check_in(alarm_id: int, state: StateDep, user: Responder) -> dict[str, Any]:
+    """On site, from the responder's phone, when the unit cannot (a broken unit). A later
+    check-in on the unit counts first: its time becomes the arrival."""
+    now = state.clock.now()
+    return await _act(state, user, alarm_id, "check_in",
+                      lambda s: services.check_in_by_responder(s, alarm_id, user.name, now))
+
+
+@router.post("/{alarm_id}/check-out")
+async def check_out(alarm_id: int, state: StateDep, user: Responder) -> dict[str, Any]:
+    """The visit is over, from the responder's phone."""
+    now = state.clock.now()
+    return await _act(state, user, alarm_id, "check_out",
+                      lambda s: services.check_out_by_responder(s, alarm_id, user.name, now))
+
+
+@router.post("/{alarm_id}/false-alarm")
+async def false_alarm(alarm_id: int, body: FalseAlarmIn, state: StateDep,
+                      user: Operator) -> dict[str, Any]:
+    """Cancel as a false alarm: closed, the chains stop, the team is told to stand down."""
+    now = state.clock.now()
+    return await _act(state, user, alarm_id, "false_alarm", lambda s: services.false_alarm(
+        s, alarm_id, body.reason, user.name, now, state.rules))
+
+
+@router.post("/{alarm_id}/visit-reason")
+async def visit_reason(alarm_id: int, body: ReasonIn, state: StateDep,
+                       user: Answerer) -> dict[str, Any]:
+    """Why a visit took longer than the standard 15 minutes (004 §6.1); 409 for a visit
+    of 15 minutes or less, or one not checked in and out."""
+    now = state.clock.now()
+    return await _act(state, user, alarm_id, "visit_reason",
+                      lambda s: services.give_visit_reason(s, alarm_id, body.reason,
+                                                           user.name, now))
 
 
 @router.post("/{alarm_id}/close")

@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from itertools import count
 from pathlib import Path
 from typing import Any
@@ -119,16 +119,51 @@ async def test_two_dispatchers_on_the_same_events_apply_each_once(
 
     outcomes = await asyncio.gather(*(d.process_events() for d in dispatchers))
     monkeypatch.undo()
+    called_out = count_rows(first, OutboxMessage, OutboxMessage.topic.like("%/callout"))
     clock.advance(RULES.timers.reminder_after)
     reminders = await asyncio.gather(*(d.fire_due() for d in dispatchers))
 
     assert sorted(o.processed for o in outcomes) == [0, 1]
     assert (REGISTRY.get_sample_value("trygg_inbox_races_lost_total") or 0.0) == races + 1
     assert count_rows(first, Alarm) == 1
-    assert count_rows(first, OutboxMessage, OutboxMessage.topic.like("%/callout")) == 1
+    assert called_out == 1
     assert sorted(o.reminders for o in reminders) == [0, 1]
     assert count_rows(first, OutboxMessage, OutboxMessage.topic.like("%/reminder")) == 1
     assert first.transaction(lambda s: s.execute(select(Alarm.reminder_count)).scalar()) == 1
+
+
+@needs_postgres
+async def test_two_dispatchers_sweeping_the_same_chains_carry_out_each_step_once(
+        two_pools: tuple[Database, Database]) -> None:
+    first, second = two_pools
+    clock = FakeClock(T0)
+
+    async def publish(topic: str, payload: str, *, retain: bool = False) -> None:
+        return None
+
+    dispatchers = [Dispatcher(db, clock, RULES, LiveFeed(), publish=publish)
+                   for db in (first, second)]
+    for cid in ("100001", "100002", "100003"):
+        press(first, clock.now(), cid)
+    while (await dispatchers[0].process_events()).more:
+        pass
+    fired = []
+    # Both sweep every 30 s for 50 minutes: the call steps (every 2 minutes, six each),
+    # the reminder at 30 and the coordinator at 45, each carried out by one of them.
+    for _ in range(100):
+        clock.advance(timedelta(seconds=30))
+        fired += [o.fired for o in await asyncio.gather(*(d.fire_due() for d in dispatchers))]
+
+    def callouts(cid: str) -> int:
+        return count_rows(first, OutboxMessage, OutboxMessage.topic.like("%/callout"),
+                          OutboxMessage.payload.like(f'%"cid": "{cid}"%'))
+
+    assert {cid: callouts(cid) for cid in ("100001", "100002", "100003")} == {
+        "100001": 6, "100002": 4, "100003": 4}  # three, two and two in the call order, twice
+    assert sum(f.reminders for f in fired) == 3
+    assert sum(f.coordinator for f in fired) == 3
+    assert sum(f.no_answer for f in fired) == 3
+    assert count_rows(first, Alarm, Alarm.reminder_count == 1) == 3
 
 
 # -- the lock on PostgreSQL -------------------------------------------------------------------

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import column, insert, table, text
+from sqlalchemy import JSON, column, insert, table, text
 from sqlalchemy.exc import DBAPIError
 
 import core.inbox  # noqa: F401  (registers the inbox tables)
@@ -119,3 +119,76 @@ def test_the_audit_log_cannot_be_truncated_on_postgresql(postgres_database_url: 
         db.close()
 
     assert left == 1
+
+
+# -- 0008: call chains and escalation on the alarm ---------------------------------------
+
+
+def _alarms_before_0008(db: Database) -> None:
+    """A called-out alarm waiting for its reminder, and one checked in, as 0007 kept them."""
+    command.upgrade(alembic_config(db.engine), "0007")
+    with db.engine.begin() as conn:
+        conn.execute(insert(table("providers", column("id"), column("code"), column("name"),
+                                  column("kind"), column("municipal"))),
+                     [{"id": 1, "code": "solrosen", "name": "Solrosen", "kind": "day",
+                       "municipal": False}])
+        conn.execute(insert(table("teams", column("id"), column("code"), column("name"),
+                                  column("provider_id"))),
+                     [{"id": 1, "code": "solrosen-bro", "name": "Solrosen Bro",
+                       "provider_id": 1}])
+        alarms = table("alarms", column("id"), column("cid"), column("state"),
+                       column("priority"), column("unknown_device"), column("route_reason"),
+                       column("call_order", JSON()), column("received_at", UTCDateTime()),
+                       column("called_out_at", UTCDateTime()),
+                       column("on_site_at", UTCDateTime()), column("team_id"),
+                       column("team_code"), column("reminder_count"),
+                       column("repeat_count"), column("version"))
+        common = {"priority": 5, "unknown_device": False, "route_reason": "day_provider",
+                  "call_order": [], "received_at": T0, "called_out_at": T0, "team_id": 1,
+                  "team_code": "solrosen-bro", "reminder_count": 0, "repeat_count": 0,
+                  "version": 2}
+        conn.execute(insert(alarms), [
+            {"id": 1, "cid": "100002", "state": "called_out", "on_site_at": None, **common},
+            {"id": 2, "cid": "100102", "state": "on_site", "on_site_at": T0, **common}])
+        conn.execute(insert(table("deadlines", column("alarm_id"), column("kind"),
+                                  column("due_at", UTCDateTime()))),
+                     [{"alarm_id": 1, "kind": "reminder",
+                       "due_at": T0 + timedelta(minutes=30)}])
+
+
+def test_upgrading_keeps_a_pending_reminder_which_fires_once_as_the_chains_first_step(
+        database_url: str) -> None:
+    from dispatch import services
+    from dispatch.models import Alarm
+
+    db = Database(database_url)
+    try:
+        _alarms_before_0008(db)
+        upgrade(db.engine)
+        at = T0 + timedelta(minutes=30)
+        fired = [db.transaction(lambda s: services.fire_due(
+            s, at, services.DispatchRules())).reminders for _ in range(2)]
+        rows = db.transaction(lambda s: [
+            (a.provider_code, a.kvittering, a.reminder_count)
+            for a in s.query(Alarm).order_by(Alarm.id)])
+    finally:
+        db.close()
+
+    assert fired == [1, 0]
+    assert rows == [("solrosen", None, 1), ("solrosen", "unit", 0)]
+
+
+def test_0008_downgrades_and_upgrades_again(database_url: str) -> None:
+    db = Database(database_url)
+    try:
+        _alarms_before_0008(db)
+        upgrade(db.engine)
+        command.downgrade(alembic_config(db.engine), "0007")
+        with db.engine.connect() as conn:
+            kinds = conn.execute(text("SELECT kind FROM deadlines")).scalars().all()
+        upgrade(db.engine)
+        assert _drift(db) == []
+    finally:
+        db.close()
+
+    assert kinds == ["reminder"]

@@ -25,6 +25,9 @@ class Teams:
     def night_team(self, area_code: str) -> TeamRef | None:
         return TeamRef(2, f"natt-{area_code}")
 
+    def named_team(self, code: str) -> TeamRef | None:
+        return None if code == "gone" else TeamRef(3, code)
+
 
 FACTS = Facts(area="bro", provider="solrosen")
 
@@ -89,6 +92,9 @@ def test_holidays_weekdays_matchers_and_continue() -> None:
         "holidays to the night organisation", RouteReason.NIGHT_PATROL)
     assert (saturday.route, saturday.team) == ("weekend days", TeamRef(1, "solrosen-kungsangen"))
     assert (urgent.route, urgent.also) == ("bro by day", ["urgent noted"])
+    # The continue route's team is told; the deciding route's team is responsible.
+    assert (urgent.team, urgent.also_teams) == (TeamRef(1, "solrosen-bro"),
+                                                [TeamRef(2, "natt-bro")])
     assert elsewhere.route == "the rest"
     assert "route bro by day: no, area kungsangen is not one of bro" in elsewhere.why
 
@@ -98,7 +104,9 @@ def test_holidays_weekdays_matchers_and_continue() -> None:
      "routes[0] (a): unknown time interval 'evening'"),
     ({"time_intervals": {"x": [{"times": ["7-22"]}]},
       "routes": [{"name": "a", "to": "day_provider"}]}, "'7-22' is not a time range"),
-    ({"routes": [{"name": "a", "to": "team:x"}]}, "is not a target"),
+    ({"routes": [{"name": "a", "to": "team:"}]}, "is not a target"),
+    ({"routes": [{"name": "a", "to": "team:a/b"}]}, "is not a target"),
+    ({"routes": [{"name": "a", "to": "patrol"}]}, "is not a target"),
     ({"routes": [{"name": "a", "to": "night_patrol", "continue": True}]},
      "no route would decide"),
     ({"routes": [{"name": "a", "to": "night_patrol", "colour": "red"}]}, "colour"),
@@ -122,3 +130,32 @@ def test_the_clock_changes_do_not_move_the_shift_boundaries() -> None:
         RouteReason.DAY_PROVIDER
     assert decide(default_tree(Shifts()), FACTS, spring - timedelta(seconds=1),
                   Teams()).reason == RouteReason.NIGHT_PATROL
+
+
+NAMED = RouteTree.model_validate({
+    "routes": [
+        {"name": "urgent to the response team", "match": {"priority_at_least": 8},
+         "to": "team:insatsteam"},
+        {"name": "copy the night organisation", "to": "night_patrol", "continue": True},
+        {"name": "gone team", "match": {"area": ["gone"]}, "to": "team:gone"},
+    ]})
+
+
+def test_a_named_team_target_and_a_team_that_is_not_there() -> None:
+    urgent = decide(NAMED, Facts(area="bro", provider="solrosen", priority=9),
+                    datetime(2026, 11, 30, 12, tzinfo=SE), Teams())
+    gone = decide(NAMED, Facts(area="gone", provider="solrosen"),
+                  datetime(2026, 11, 30, 12, tzinfo=SE), Teams())
+
+    assert (urgent.team, urgent.reason) == (TeamRef(3, "insatsteam"), RouteReason.NAMED_TEAM)
+    assert (gone.team, gone.reason, gone.route) == (None, RouteReason.NO_TEAM, "gone team")
+    # The night patrol matched with continue before: it is told, not responsible.
+    assert gone.also_teams == [TeamRef(2, "natt-gone")]
+
+
+def test_when_only_continue_routes_match_the_first_of_them_decides() -> None:
+    calm = decide(NAMED, Facts(area="bro", provider="solrosen", priority=1),
+                  datetime(2026, 11, 30, 12, tzinfo=SE), Teams())
+
+    assert (calm.team, calm.route, calm.also_teams) == (
+        TeamRef(2, "natt-bro"), "copy the night organisation", [])

@@ -45,6 +45,11 @@ class Settings(BaseSettings):
     # (default: http_port + 1).
     gateway_http_port: int | None = Field(default=None, ge=1, le=65535)
     config: Path | None = None
+    # The route tree in a file of its own (else the config file's `routing` section).
+    # Either file is watched: a valid change routes the next alarms, a bad one is
+    # refused with the place and the reason, and the running rules stay.
+    routing_file: Path | None = None
+    routing_reload_s: float = Field(default=5.0, gt=0)
     log_level: str = "info"
     # How often the durable timers are swept; the deadline itself lives in the database.
     timer_sweep_s: float = Field(default=1.0, gt=0)

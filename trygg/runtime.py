@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import hmac
 from collections.abc import Callable, Coroutine, Iterable, Iterator
@@ -49,7 +50,8 @@ from dispatch.live import LiveFeed
 from dispatch.metrics import AlarmStateCollector
 from dispatch.registry import import_config, registry_is_empty
 from dispatch.retention import Retention
-from dispatch.route_tree import tree_of
+from dispatch.route_reload import RouteWatcher, tree_from_file
+from dispatch.route_tree import RouteTree, tree_of
 from dispatch.services import DispatchRules
 from dispatch.supervision import SupervisionRule, Supervisor
 from dispatch.technical import MassRule
@@ -138,7 +140,12 @@ class Service:
             MassRule(units=settings.mass_event_units,
                      window=timedelta(seconds=settings.mass_event_window_s)),
             # A bad route tree stops the start here, saying where, not at the first alarm.
-            tree_of(self.config.routing, self.config.shifts))
+            tree_from_file(settings.routing_file, self.config.shifts)
+            if settings.routing_file else tree_of(self.config.routing, self.config.shifts),
+            self.config.handover)
+        # Edits of the route tree apply to the next alarms without a restart.
+        self.route_watcher = RouteWatcher(
+            settings.routing_file or settings.config or SHIPPED_CONFIG, self.config.shifts)
         self.supervision = SupervisionRule(
             interval=timedelta(seconds=settings.supervision_interval_s),
             tolerance=timedelta(seconds=settings.supervision_tolerance_s),
@@ -200,11 +207,13 @@ class Service:
                                      on_change=self.dispatcher.health_changed)
         if Role.DISPATCH in self.roles:
             checks["dispatch_leader"] = lambda: self.leader.is_leader
-            self.app = create_app(AppState(
+            self.app_state: AppState | None = AppState(
                 db=self.db, clock=self.clock, rules=self.rules, live=self.live,
                 dispatcher=self.dispatcher, readiness=checks, supervision=self.supervision,
-                settings=settings))
+                settings=settings)
+            self.app = create_app(self.app_state)
         else:
+            self.app_state = None
             self.app = create_ops_app(OpsState(db=self.db, readiness=checks, settings=settings))
         self.server = _Server(uvicorn.Config(
             self.app, host=settings.http_host, port=settings.http_port,
@@ -349,6 +358,7 @@ class Service:
         loops: dict[str, Callable[[], Coroutine[Any, Any, Any]]] = {
             "trygg.dispatch.events": lambda: self.dispatcher.run_events(poll_s),
             "trygg.dispatch.outbox": self.dispatcher.run_outbox,
+            "trygg.dispatch.routes": self._watch_routes,
         }
         if self.run_timer_loop:
             loops["trygg.dispatch.timers"] = lambda: self.dispatcher.run_timers(
@@ -373,6 +383,20 @@ class Service:
                         loops.create_task(self._until_lost(), name="trygg.dispatch.lead-watch")
                 except* _LeadershipLost:
                     log.warning("dispatch_loops_stopped", reason="leadership lost")
+
+    async def _watch_routes(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.routing_reload_s)
+            tree = await asyncio.to_thread(self.route_watcher.poll)
+            if tree is not None:
+                self.use_routes(tree)
+
+    def use_routes(self, tree: RouteTree) -> None:
+        """Route the next alarms by `tree`; running ones keep their frozen decision."""
+        self.rules = dataclasses.replace(self.rules, routes=tree)
+        self.dispatcher.rules = self.rules
+        if self.app_state is not None:
+            self.app_state.rules = self.rules
 
     async def _until_lost(self) -> None:
         await self.leader.wait_lost()

@@ -484,8 +484,12 @@ def decline(session: Session, alarm_id: int, responder: str, actor: str, now: da
             rules: DispatchRules) -> Alarm:
     """A called responder declines: the next of the call order is called at once."""
     alarm = _load(session, alarm_id)
+    called = escalation.calling(alarm)
     lifecycle.decline(alarm, responder, now, actor)
-    escalation.next_call(session, alarm, now, "system", rules.timers, rules.topic_root)
+    # A decline that comes after the chain moved on (to the next, who may still answer)
+    # is only noted: moving on again would pass over someone who was never asked.
+    if called is not None and called["name"] in (responder, None):
+        escalation.next_call(session, alarm, now, "system", rules.timers, rules.topic_root)
     return alarm
 
 

@@ -7,6 +7,9 @@ simulated unit per cid over one shared MQTT link, and returns a `SimulationRepor
 `simulated_locks` keeps the registry's locks listening for unlocks (`trygg run --simulate`).
 `SimulatedReceiver` passes DC-09 accounts' events on over a pty whose slave the gateway
 opens as a serial line; `play_receiver_traffic` is its demo traffic.
+`SimulatedResponders` play the teams' responders: they answer call-outs through the API
+with their `ResponderAccount`s and check in on the simulated units (`run_simulation`
+plays them for a scenario with `responders`, given the accounts).
 """
 
 from simulator.errors import LinkDown, ScenarioError, SimulatorError, Unanswered
@@ -18,8 +21,9 @@ from simulator.receiver import (
     SimulatedReceiver,
     play_receiver_traffic,
 )
+from simulator.responders import ResponderAccount, SimulatedResponders
 from simulator.runner import SimulationReport, run_simulation
-from simulator.scenario import Scenario, load_scenario, shipped_scenarios
+from simulator.scenario import ResponderBehaviour, Scenario, load_scenario, shipped_scenarios
 from simulator.unit import Action, SimulatedBaseUnit
 
 __all__ = [
@@ -29,11 +33,14 @@ __all__ = [
     "LockAction",
     "ReceiverEvent",
     "ReceiverTally",
+    "ResponderAccount",
+    "ResponderBehaviour",
     "Scenario",
     "ScenarioError",
     "SimulatedBaseUnit",
     "SimulatedLock",
     "SimulatedReceiver",
+    "SimulatedResponders",
     "SimulationReport",
     "SimulatorError",
     "Unanswered",

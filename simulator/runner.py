@@ -6,6 +6,11 @@ the seed of the steps' own generator, then each alarm's unit, fate and delays wh
 happens), so a seeded run makes the same choices again; message timing still depends on
 the network. The steps draw their spreads from their own generator, in step order, so
 steps and random alarms never shift each other's choices.
+
+Given responder accounts and the service's API, a scenario with `responders` is played
+with simulated responders (simulator/responders.py) who answer the call-outs and check
+in and out on these same units; they draw from a generator of their own, seeded from
+the same seed, so playing them shifts none of the units' choices.
 """
 
 from __future__ import annotations
@@ -14,8 +19,9 @@ import asyncio
 import heapq
 import random
 from collections import Counter
-from collections.abc import Coroutine, Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -23,6 +29,7 @@ import structlog
 from devices.scaip import ScaipResponse
 from simulator.errors import ScenarioError, Unanswered
 from simulator.link import DEFAULT_ROOT, DeviceLink
+from simulator.responders import ResponderAccount, SimulatedResponders
 from simulator.scenario import AlarmTraffic, Scenario, Step
 from simulator.unit import Action, SimulatedBaseUnit, UnitTally
 
@@ -42,6 +49,8 @@ class SimulationReport:
     holds: int
     publish_failures: int  # copies not published because the broker was away
     elapsed_s: float
+    # What the simulated responders did, by kind (empty when none were played).
+    responders: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def alarms_sent(self) -> int:
@@ -80,10 +89,12 @@ class SimulationReport:
             "holds": self.holds,
             "publish_failures": self.publish_failures,
             "elapsed_s": round(self.elapsed_s, 3),
+            "responders": dict(self.responders),
         }
 
     @classmethod
-    def from_tallies(cls, tallies: list[UnitTally], elapsed_s: float) -> SimulationReport:
+    def from_tallies(cls, tallies: list[UnitTally], elapsed_s: float,
+                     responders: Mapping[str, int] | None = None) -> SimulationReport:
         sent: Counter[str] = Counter()
         answered: Counter[str] = Counter()
         for t in tallies:
@@ -98,6 +109,7 @@ class SimulationReport:
             holds=sum(t.holds for t in tallies),
             publish_failures=sum(t.publish_failures for t in tallies),
             elapsed_s=elapsed_s,
+            responders=dict(responders or {}),
         )
 
 
@@ -111,11 +123,15 @@ async def run_simulation(
     stop: asyncio.Event | None = None,
     seed: int | None = None,
     areas: Mapping[str, str] | None = None,
+    api_url: str | None = None,
+    responders: Sequence[ResponderAccount] = (),
 ) -> SimulationReport:
     """Play `scenario` with one simulated unit per cid until it ends or `stop` is set.
 
     `areas` maps a cid to its area code, for the steps that name an area; a cid not in
-    it belongs to no area. Raises `ScenarioError` if the steps need more units than
+    it belongs to no area. With `responders` (accounts of responder users) and the
+    service's `api_url`, a scenario with a `responders` section is played with
+    simulated responders too. Raises `ScenarioError` if the steps need more units than
     `cids` gives or name an area none of them is in, and `LinkDown` if the broker
     cannot be reached at the start.
     """
@@ -132,16 +148,50 @@ async def run_simulation(
             )
             for cid in cids
         ]
-        started = loop.time()
-        log.info(
-            "simulator.started", scenario=scenario.name, units=len(units), speed=scenario.speed
-        )
-        play = _Play(scenario, units, areas, random.Random(seed))
-        await play.run(stop or asyncio.Event())
-        elapsed = loop.time() - started
-    report = SimulationReport.from_tallies([u.tally for u in units], elapsed)
+        async with _responders(host, port, root, scenario, units, seed, api_url,
+                               responders) as crew:
+            started = loop.time()
+            log.info(
+                "simulator.started", scenario=scenario.name, units=len(units),
+                speed=scenario.speed, responders=len(crew.accounts) if crew else 0,
+            )
+            play = _Play(scenario, units, areas, random.Random(seed), crew)
+            await play.run(stop or asyncio.Event())
+            elapsed = loop.time() - started
+    report = SimulationReport.from_tallies([u.tally for u in units], elapsed,
+                                           crew.tally if crew else None)
     log.info("simulator.finished", scenario=scenario.name, **report.to_dict())
     return report
+
+
+@asynccontextmanager
+async def _responders(
+    host: str,
+    port: int,
+    root: str,
+    scenario: Scenario,
+    units: list[SimulatedBaseUnit],
+    seed: int | None,
+    api_url: str | None,
+    accounts: Sequence[ResponderAccount],
+) -> AsyncIterator[SimulatedResponders | None]:
+    """The scenario's simulated responders while the block runs, if it has any and
+    there are accounts to play them with; else None."""
+    if scenario.responders is None:
+        yield None
+        return
+    if not accounts or api_url is None:
+        # `trygg simulate` plays units only; `trygg run --simulate` makes the accounts.
+        log.info("simulator.responders_not_played", reason="no responder accounts given")
+        yield None
+        return
+    # A generator of their own: playing responders shifts none of the units' draws.
+    rng = random.Random(None if seed is None else f"responders:{seed}")
+    async with SimulatedResponders(
+        host, port, api_url, accounts, scenario.responders,
+        units={u.cid: u for u in units}, root=root, speed=scenario.speed, rng=rng,
+    ) as crew:
+        yield crew
 
 
 def _check_units_fit(scenario: Scenario, cids: list[str], areas: Mapping[str, str]) -> None:
@@ -170,11 +220,13 @@ class _Play:
         units: list[SimulatedBaseUnit],
         areas: Mapping[str, str],
         rng: random.Random,
+        responders: SimulatedResponders | None = None,
     ):
         self._scenario = scenario
         self._units = units
         self._areas = areas
         self._rng = rng
+        self._responders = responders
         self._tasks: set[asyncio.Task[Any]] = set()
         self._busy: set[str] = set()  # cids with an alarm visit under way
         self._tg: asyncio.TaskGroup | None = None
@@ -303,7 +355,8 @@ class _Play:
         """Alarms as a Poisson process over all units; a busy unit is not picked."""
         while True:
             await self._sleep(self._rng.expovariate(1 / traffic.mean_interval))
-            idle = [u for u in self._units if u.cid not in self._busy]
+            busy = self._busy | (self._responders.busy_cids if self._responders else set())
+            idle = [u for u in self._units if u.cid not in busy]
             if not idle:
                 continue
             unit = self._rng.choice(idle)
@@ -321,6 +374,10 @@ class _Play:
         """The customer presses; a responder arrives and checks in, later checks out."""
         try:
             press = self._spawn(self._act(unit, Action.PRESS), f"press-{unit.cid}")
+            if self._responders is not None:
+                # The simulated responders answer the call-out and visit the unit.
+                await press
+                return
             if not visited:
                 log.info("simulator.alarm.never_checked_in", cid=unit.cid)
                 await press

@@ -20,6 +20,15 @@ bare number of seconds, and every scenario time is divided by `speed`:
       - {at: 40s, unit: 0, action: check_in}
       - {at: 2m, unit: 0, action: check_out}
       - {at: 1m, area: bro, action: mains_lost, spread: 20s, repeat_every: 10m}
+    responders:                 # optional: the teams' people answer the call-outs
+      accept: 0.8               # share of calls accepted after `answer_after`
+      decline: 0.1              # share declined after it; the rest are never answered
+      answer_after: [10s, 60s]
+      travel: [2m, 8m]          # from "on my way" to the check-in
+      visit: [3m, 12m]          # from the check-in to the check-out
+      long_visit: 0.1           # share of visits that last `long_visit_length` instead
+      long_visit_length: [16m, 25m]
+      broken_unit: 0.05         # share of visits checked in and out by phone
 
 A step names either one `unit` (an index into the cids) or an `area` (a registry area
 code): every simulated unit of that area does the action. `spread` (area steps only)
@@ -30,6 +39,12 @@ cut reaches homes one by one. `repeat_every` does the step again at `at + repeat
 
 Actions: press (with optional `pendant`), check_in, check_out, heartbeat, mains_lost,
 mains_restored, battery_low.
+
+`responders` is played only where the caller gives the simulator responder accounts
+(`trygg run --simulate` makes one for each name of the teams' call orders): see
+simulator/responders.py. Then the responders, not the `alarms` traffic, check in and
+out on the units, and `alarms`' check_in_after, check_out_after and never_checked_in
+are not used. Their times are divided by `speed` too.
 
 When a scenario ends: at `duration` if given; otherwise, for a scenario with steps none
 of which repeats, once every step's message session is over; otherwise (random traffic
@@ -108,6 +123,32 @@ class AlarmTraffic(_Model):
     never_checked_in: float = Field(default=0.0, ge=0.0, le=1.0)
 
 
+class ResponderBehaviour(_Model):
+    """How simulated responders answer a call-out addressed to them, and visit."""
+
+    accept: float = Field(default=0.8, ge=0.0, le=1.0)
+    decline: float = Field(default=0.1, ge=0.0, le=1.0)
+    answer_after: Window = (10.0, 60.0)
+    travel: Window = (120.0, 480.0)
+    visit: Window = (180.0, 720.0)
+    long_visit: float = Field(default=0.1, ge=0.0, le=1.0)
+    # Over the 15 minutes a visit is paid as (004 §6.1): the responder gives a reason.
+    long_visit_length: Window = (960.0, 1500.0)
+    broken_unit: float = Field(default=0.05, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _shares_fit(self) -> ResponderBehaviour:
+        if self.accept + self.decline > 1.0 + 1e-9:
+            raise ValueError("`accept` and `decline` are shares of the call-outs and "
+                             "together at most 1 (the rest are never answered)")
+        return self
+
+    @property
+    def never_answer(self) -> float:
+        """The share of call-outs nobody answers: the call chain moves on."""
+        return max(0.0, 1.0 - self.accept - self.decline)
+
+
 class Step(_Model):
     """One explicit action at a time after the start, by one unit or by every unit of an
     area; an area step may be spread over time, and any step may repeat."""
@@ -146,6 +187,7 @@ class Scenario(_Model):
     unit: UnitSettings = UnitSettings()
     alarms: AlarmTraffic | None = None
     steps: tuple[Step, ...] = ()
+    responders: ResponderBehaviour | None = None
 
     @field_validator("steps")
     @classmethod

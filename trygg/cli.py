@@ -15,23 +15,23 @@ import socket
 import sys
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import structlog
-import yaml
-from pydantic import ValidationError
-from sqlalchemy.orm import Session
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
 
 from core.clock import SystemClock
 from core.db import Database
 from core.errors import TryggError
 from core.logs import configure_logging
 from core.settings import SHIPPED_CONFIG, Settings
-from dispatch import audit, orders, route_tree, users
-from dispatch.config import MunicipalityConfig, load_config
+from dispatch import audit, orders, route_reload, route_tree, users
+from dispatch.config import MunicipalityConfig, Shifts, load_config
 from dispatch.demo_orders import seed_demo_orders
-from dispatch.models import Device
+from dispatch.models import Device, Team, User
 from dispatch.registry import SqlTeamDirectory, import_audited
 from trygg.broker_sync import add_commands as add_broker_commands
 from trygg.migrations import upgrade
@@ -39,7 +39,7 @@ from trygg.runtime import Role, Service
 from trygg.supervise import GatewayProcess, stop_when_orphaned
 
 if TYPE_CHECKING:
-    from simulator import SimulatedReceiver
+    from simulator import ResponderAccount, SimulatedReceiver
 
 log = structlog.get_logger(__name__)
 
@@ -265,26 +265,8 @@ def cmd_user_revoke_tokens(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _tree_from_file(path: Path) -> route_tree.RouteTree:
-    """A file's route tree: its `routing` section (a municipality file) or the whole of
-    it (a file of its own); refused with the file, the place and the reason."""
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise TryggError(f"{path}: cannot be read as YAML: {exc}") from exc
-    section = raw.get("routing", raw) if isinstance(raw, dict) else raw
-    try:
-        return route_tree.RouteTree.model_validate(section)
-    except ValidationError as exc:
-        places = "; ".join(
-            f"{'routing.' if 'routing' in raw else ''}"
-            f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}"
-            for e in exc.errors(include_url=False))
-        raise TryggError(f"{path}: {places}") from exc
-
-
 def cmd_routes_check(settings: Settings, args: argparse.Namespace) -> int:
-    tree = _tree_from_file(Path(args.file))
+    tree = route_reload.tree_from_file(Path(args.file), Shifts())
     print(f"{args.file}: ok, {len(tree.routes)} routes, "
           f"{len(tree.time_intervals)} time intervals")
     return 0
@@ -333,13 +315,19 @@ def _broker(settings: Settings) -> tuple[str, int]:
 
 
 async def _simulate(settings: Settings, args: argparse.Namespace,
-                    stop: asyncio.Event | None = None) -> int:
+                    stop: asyncio.Event | None = None, service: Service | None = None) -> int:
+    """Play the scenario's units; with the `service` of `trygg run --simulate`, its
+    responders too (as demo responder users of that service's database)."""
     from simulator import load_scenario, run_simulation
 
     host, port = _broker(settings)
     scenario = load_scenario(args.scenario)
     if args.speed:
         scenario = scenario.with_speed(args.speed)
+    responders: list[ResponderAccount] = []
+    if scenario.responders is not None and service is not None:
+        now = service.clock.now()
+        responders = await service.db.write(lambda s: demo_responders(s, now))
     if args.cids:
         cids = args.cids.split(",")
         # The registry is read only when a step names an area; cids not in it have none.
@@ -350,9 +338,75 @@ async def _simulate(settings: Settings, args: argparse.Namespace,
     if args.units:
         cids = (cids * (args.units // max(len(cids), 1) + 1))[: args.units] if cids else []
     report = await run_simulation(host, port, cids, scenario, root=settings.mqtt_topic_root,
-                                  stop=stop, seed=args.seed, areas=areas)
+                                  stop=stop, seed=args.seed, areas=areas,
+                                  api_url=_api_url(service) if service else None,
+                                  responders=responders)
     print(json.dumps(report.to_dict(), indent=2))
     return 0
+
+
+def _api_url(service: Service) -> str:
+    """Where this host reaches the service's API (a wildcard address is not one)."""
+    host = service.settings.http_host
+    if host in ("", "0.0.0.0", "::"):  # noqa: S104 (compared, not bound)
+        host = "127.0.0.1"
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{service.settings.http_port}"
+
+
+# Who made the demo's responder users, in the audit log.
+DEMO_ACTOR = audit.System("demo")
+
+
+def demo_responders(session: Session, now: datetime) -> list[ResponderAccount]:
+    """A responder user of its team for each name in the teams' call orders, each with
+    a fresh API token for the simulated responders: held in memory, never printed or
+    logged. Their earlier API tokens end; sessions on the phone page stay. A name that a
+    user of another role or team (or a disabled one) has already is not played, and is
+    left as it is; a name in two call orders is played in the first team only."""
+    from simulator import ResponderAccount
+
+    accounts: list[ResponderAccount] = []
+    played: set[str] = set()
+    teams = session.execute(select(Team).options(selectinload(Team.members))
+                            .order_by(Team.code)).scalars()
+    for team in teams:
+        for member in team.members:
+            name = member.name
+            if name in played:
+                continue
+            user = session.execute(select(User).where(User.name == name)).scalar_one_or_none()
+            if user is None:
+                try:
+                    token, _ = users.audited_change(
+                        session, name, "user.create", DEMO_ACTOR, now,
+                        partial(users.add_user, session, name, "responder", now,
+                                team=team.code))
+                except users.InvalidName:
+                    log.warning("demo_responder_not_played", team=team.code,
+                                position=member.position, reason="not a valid user name")
+                    continue
+            elif (user.role, user.team_code) == ("responder", team.code) \
+                    and user.disabled_at is None:
+                token, _ = users.audited_change(
+                    session, name, "user.new_token", DEMO_ACTOR, now,
+                    partial(_fresh_token, session, user, now))
+            else:
+                log.warning("demo_responder_not_played", team=team.code,
+                            position=member.position, reason="the name is another user's")
+                continue
+            played.add(name)
+            accounts.append(ResponderAccount(name=name, team=team.code,
+                                             position=member.position, token=token))
+    log.info("demo_responders_ready", responders=len(accounts))
+    return accounts
+
+
+def _fresh_token(session: Session, user: User, now: datetime) -> str:
+    """End a user's API tokens (not their sessions) and give them a new one."""
+    users.revoke_all(session, user, now, kind="token")
+    return users.issue_token(session, user, now)
 
 
 async def _simulate_locks(settings: Settings, stop: asyncio.Event) -> None:
@@ -456,7 +510,8 @@ async def _serve(service: Service, settings: Settings, args: argparse.Namespace,
     # The demo's board has a few orders in different states (once, on an empty list).
     service.db.transaction(lambda s: seed_demo_orders(s, service.clock.now()))
     stop = asyncio.Event()
-    sim = asyncio.create_task(_simulate(settings, args, stop), name="trygg.simulator")
+    sim = asyncio.create_task(_simulate(settings, args, stop, service),
+                              name="trygg.simulator")
     sim.add_done_callback(log_if_failed)
     locks = asyncio.create_task(_simulate_locks(settings, stop), name="trygg.simulator.locks")
     locks.add_done_callback(log_if_failed)

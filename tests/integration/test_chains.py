@@ -196,6 +196,21 @@ def test_a_decline_calls_the_next_at_once_and_is_on_the_timeline(
     assert due == T0 + minutes(2, 30)
 
 
+def test_a_late_decline_from_someone_no_longer_called_passes_nobody_over(
+        db: Database, clock: FakeClock) -> None:
+    deliver(db, clock, event(EventKind.ALARM))
+    alarm_id = only_alarm(db)["id"]
+    clock.set(T0 + minutes(2))
+    sweep(db, clock)  # Ahmed is called now
+
+    db.transaction(lambda s: services.decline(s, alarm_id, "Maria Holm", "Maria Holm",
+                                              clock.now(), RULES))
+
+    alarm = only_alarm(db)
+    assert alarm["calling"]["name"] == "Ahmed Yusuf"
+    assert [e["note"] for e in log_of(alarm, "decline")] == ["declined by Maria Holm"]
+
+
 def test_the_operator_calling_again_after_the_chain_ran_out_starts_it_over(
         db: Database, clock: FakeClock) -> None:
     deliver(db, clock, event(EventKind.ALARM))

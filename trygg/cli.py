@@ -281,7 +281,9 @@ def cmd_routes_explain(settings: Settings, args: argparse.Namespace) -> int:
     if at.tzinfo is None:
         at = at.replace(tzinfo=route_tree.STOCKHOLM)  # a time as the alarm centre says it
     config = _config(settings)
-    tree = route_tree.tree_of(config.routing, config.shifts)
+    # The tree the service routes by: its own file if it has one, else the config's.
+    tree = route_reload.tree_from_file(settings.routing_file, config.shifts) \
+        if settings.routing_file else route_tree.tree_of(config.routing, config.shifts)
     db = _open_db(settings)
 
     def explain(s: Session) -> route_tree.Explained:

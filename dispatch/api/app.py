@@ -15,9 +15,11 @@ from dispatch.api import (
     audit,
     health,
     locks,
+    mobile,
     ops,
     orders,
     registry,
+    reports,
     session,
     stream,
     users,
@@ -37,7 +39,7 @@ def create_app(state: AppState) -> FastAPI:
                   docs_url=None, redoc_url=None)
     app.state.trygg = state
     for module in (ops, session, users, alarms, locks, health, registry, orders, audit,
-                   stream):
+                   reports, mobile, stream):
         app.include_router(module.router)
     # The dashboard ships with the package: alarm centres run on closed networks.
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

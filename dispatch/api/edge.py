@@ -43,7 +43,7 @@ SECURITY_HEADERS: dict[str, str] = {
 }
 # The dashboard shell and everything under /api/ hold or lead to personal data.
 NO_STORE_PREFIXES = ("/api/",)
-NO_STORE_PATHS = frozenset({"/"})
+NO_STORE_PATHS = frozenset({"/", "/m/"})  # the dashboard and the phone page
 DOCS_PATH = "/docs"
 SWAGGER_UI = "/static/vendor/swagger-ui"
 

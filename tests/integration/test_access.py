@@ -58,6 +58,7 @@ EVERYONE: set[str] = set(ROLES)
 ADMIN = {"admin"}
 ORDERS = {"tfh", "operator", "alarm_manager"}
 PUBLIC = {"public"}
+REPORTS = {"alarm_manager", "admin"}
 
 RULES: dict[tuple[str, str], set[str]] = {
     ("GET", "/healthz"): PUBLIC,
@@ -81,6 +82,12 @@ RULES: dict[tuple[str, str], set[str]] = {
     ("POST", "/api/alarms/{alarm_id}/reveal"): OPS,
     ("POST", "/api/alarms/{alarm_id}/call-out"): OPS,
     ("POST", "/api/alarms/{alarm_id}/accept"): {"operator", "responder"},
+    ("POST", "/api/alarms/{alarm_id}/decline"): {"operator", "responder"},
+    ("POST", "/api/alarms/{alarm_id}/on-my-way"): {"responder"},
+    ("POST", "/api/alarms/{alarm_id}/check-in"): {"responder"},
+    ("POST", "/api/alarms/{alarm_id}/check-out"): {"responder"},
+    ("POST", "/api/alarms/{alarm_id}/false-alarm"): OPS,
+    ("POST", "/api/alarms/{alarm_id}/visit-reason"): {"operator", "responder"},
     ("POST", "/api/alarms/{alarm_id}/close"): OPS,
     ("POST", "/api/alarms/{alarm_id}/phone-kvittering"): OPS,
     ("POST", "/api/alarms/{alarm_id}/open-lock"): {"operator", "responder"},
@@ -105,6 +112,10 @@ RULES: dict[tuple[str, str], set[str]] = {
     ("GET", "/api/orders/{order_id}"): ORDERS | {"responder"},
     ("POST", "/api/orders/{order_id}/steps/{step}"): ORDERS | {"responder"},
     ("POST", "/api/orders/{order_id}/will-not-be-delivered"): ORDERS,
+    ("GET", "/api/reports/response-times"): REPORTS,
+    ("GET", "/api/reports/alarm-visits"): REPORTS,
+    ("GET", "/api/reports/charts/response-times.svg"): REPORTS,
+    ("GET", "/api/reports/charts/within-30-min.svg"): REPORTS,
 }
 # Values for path parameters: ids and names that exist nowhere (an allowed role gets 404
 # or 422 then, which is still "allowed": it was not refused for its role).
@@ -181,6 +192,7 @@ def test_the_pages_declare_their_roles_too(app: FastAPI) -> None:
 
     # The page shells hold no data: the API they call says who may see what.
     assert pages == {("GET", "/"): PUBLIC, ("GET", "/docs"): PUBLIC,
+                     ("GET", "/m/"): PUBLIC,
                      ("GET", "/openapi.json"): PUBLIC, ("HEAD", "/openapi.json"): PUBLIC}
 
 

@@ -325,6 +325,28 @@ def test_nothing_more_after_check_in_or_closing(
     assert pending(db) == []
 
 
+@pytest.mark.parametrize("pressed", [
+    datetime(2026, 3, 29, 0, 50, tzinfo=UTC),  # 01:50 CET: the clocks jump 02:00 -> 03:00
+    datetime(2026, 10, 25, 0, 50, tzinfo=UTC),  # 02:50 CEST: 03:00 -> 02:00 comes after
+])
+def test_the_chain_counts_elapsed_minutes_through_a_daylight_saving_night(
+        db: Database, clock: FakeClock, pressed: datetime) -> None:
+    clock.set(pressed)
+    deliver(db, clock, event(EventKind.ALARM))
+    accept_now(db, clock)
+    clock.set(pressed + minutes(29, 30))
+    sweep(db, clock)
+    early = only_alarm(db)["reminder_count"]
+
+    sweep_until(db, clock, pressed + minutes(60), minutes(0, 30))  # 30:00, 30:30, ...
+
+    alarm = only_alarm(db)
+    assert early == 0
+    assert alarm["reminded_at"] == (pressed + minutes(30)).isoformat()
+    assert alarm["coordinator_at"] == (pressed + minutes(45)).isoformat()
+    assert alarm["red_flag_at"] == (pressed + minutes(60)).isoformat()
+
+
 def test_no_step_fires_twice_across_a_restart(
         db: Database, clock: FakeClock, restart: Callable[[], Database]) -> None:
     deliver(db, clock, event(EventKind.ALARM))

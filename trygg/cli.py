@@ -542,26 +542,35 @@ def log_if_failed(task: asyncio.Task[Any]) -> None:
         log.error("demo_traffic_failed", task=task.get_name(), error=repr(exc))
 
 
-DEMO_USERS = (("demo", "operator"), ("demo-admin", "admin"))
+# (name, role, team): the alarm centre, its admin, the alarm manager who reads the
+# reports, and a responder of Solrosen Kungsängen for the phone page (/m/).
+DEMO_USERS = (("demo", "operator", None), ("demo-admin", "admin", None),
+              ("demo-manager", "alarm_manager", None),
+              ("demo-responder", "responder", "solrosen-kungsangen"))
 
 
 def _print_demo_sign_in(service: Service) -> None:
-    """The demo's operator and admin get fresh passwords at every start, printed for the
-    person at hand (a demo database is not a production one)."""
+    """The demo's users get fresh passwords at every start, printed for the person at
+    hand (a demo database is not a production one)."""
     now = service.clock.now()
     lines = []
-    for name, role in DEMO_USERS:
+    for name, role, team in DEMO_USERS:
         password = secrets.token_urlsafe(9)
         hashed = users.hash_password(password)
 
-        def ensure(s: Session, name: str = name, role: str = role, hashed: str = hashed) -> None:
+        def ensure(s: Session, name: str = name, role: str = role, team: str | None = team,
+                   hashed: str = hashed) -> None:
+            if s.execute(select(User.id).where(User.name == name)).first() is None:
+                users.add_user(s, name, role, now, team=team)
             users.rotate_token(s, name, role, now)
+            users.set_role(s, name, role, now, team=team)
             users.reset_password(s, name, hashed, now)
             users.set_enabled(s, name, True, now)
 
         service.db.transaction(ensure)
-        lines.append(f"    {role:<9} name {name:<11} password {password}")
-    print(f"\n  Trygg dashboard: {service.http_url}/\n  Sign in with:\n\n"
+        lines.append(f"    {role:<13} name {name:<15} password {password}")
+    print(f"\n  Trygg dashboard: {service.http_url}/   responders' phones: "
+          f"{service.http_url}/m/\n  Sign in with:\n\n"
           + "\n".join(lines) + "\n", file=sys.stderr, flush=True)
 
 

@@ -149,7 +149,8 @@ async def test_the_demo_prints_names_and_passwords_that_sign_in_and_new_ones_eac
                     "name": name, "password": password})).json()["role"]
                     for name, password in shown.items()}
 
-        assert roles == {"demo": "operator", "demo-admin": "admin"}
+        assert roles == {"demo": "operator", "demo-admin": "admin",
+                         "demo-manager": "alarm_manager", "demo-responder": "responder"}
     assert printed[0]["demo"] != printed[1]["demo"]
 
 

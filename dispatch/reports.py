@@ -28,8 +28,9 @@ Share within 30 minutes: the alarms checked in at most 30 minutes (1800 s) after
 call-out, divided by the alarms that needed a visit: every alarm of the period except
 those cancelled as false alarms (`kvittering == "false_alarm"`) and those closed by
 phone kvittering without any check-in (`kvittering == "phone"`). An alarm never checked
-in counts against, including one still waiting for its check-in (the figure can move
-while the period includes the last half hour; `awaiting_check_in` counts those).
+in counts against once its 30 minutes have run out; one still waiting for its check-in
+inside its 30 minutes is not decided yet and is left out until it is (`awaiting_check_in`
+counts every alarm still waiting).
 
 A row deviates, and the alarm manager follows it up, when its answer p90 or arrival p90
 is over 30 minutes, its share within 30 minutes is below 0.9, or its arrival median is
@@ -217,6 +218,9 @@ class Timing:
     completed_at: datetime | None = None
     kvittering: str | None = None
     awaiting_check_in: bool = False
+    # Still waiting, and its 30 minutes have not run out at the report's time: whether
+    # it arrives in time is not known yet.
+    undecided: bool = False
 
     @property
     def answer_s(self) -> float | None:
@@ -232,7 +236,7 @@ class Timing:
 
     @property
     def needs_visit(self) -> bool:
-        return self.kvittering not in NO_VISIT_NEEDED
+        return self.kvittering not in NO_VISIT_NEEDED and not self.undecided
 
     @property
     def within_30_min(self) -> bool:
@@ -244,8 +248,8 @@ def _seconds(start: datetime | None, end: datetime | None) -> float | None:
     return (end - start).total_seconds() if start is not None and end is not None else None
 
 
-def load_timings(session: Session, period: Period) -> list[Timing]:
-    """The alarms called out in the period, with a team."""
+def load_timings(session: Session, period: Period, now: datetime) -> list[Timing]:
+    """The alarms called out in the period, with a team, as they stand at `now`."""
     starts, ends = period.starts_at, period.ends_at
     rows = session.execute(
         select(Alarm.id, Alarm.provider_code, Alarm.team_code, Alarm.called_out_at,
@@ -258,7 +262,9 @@ def load_timings(session: Session, period: Period) -> list[Timing]:
     return [Timing(alarm_id=r.id, provider=r.provider_code, team=r.team_code,
                    called_out_at=r.called_out_at, accepted_at=r.accepted_at,
                    on_site_at=r.on_site_at, completed_at=r.completed_at,
-                   kvittering=r.kvittering, awaiting_check_in=r.state in AWAITING_CHECK_IN)
+                   kvittering=r.kvittering, awaiting_check_in=r.state in AWAITING_CHECK_IN,
+                   undecided=r.state in AWAITING_CHECK_IN
+                   and (now - r.called_out_at).total_seconds() <= WITHIN_S)
             for r in rows]
 
 

@@ -52,9 +52,10 @@ async def response_times(state: StateDep, user: Manager, first: From, to: To,
     """Answer, arrival and visit times per provider and team over the period, and which
     of them deviate."""
     period = _period(first, to)
+    now = state.clock.now()
     # Read and computed on a worker thread: a year of alarms never holds up the loop.
     report = await state.db.read(
-        lambda s: reports.response_times(reports.load_timings(s, period), period))
+        lambda s: reports.response_times(reports.load_timings(s, period, now), period))
     if format == "csv":
         return _csv(reports.response_times_csv(report),
                     f"trygg-response-times-{period.first}-{period.last}.csv")
@@ -86,9 +87,10 @@ async def alarm_visits(
 async def _chart(state: AppState, first: str, last: str,
                  draw: Callable[[dict[str, Any]], str]) -> Response:
     period = _period(first, last)
+    now = state.clock.now()
 
     def drawn(s: Session) -> str:
-        return draw(reports.response_times(reports.load_timings(s, period), period))
+        return draw(reports.response_times(reports.load_timings(s, period, now), period))
 
     return Response(await state.db.read(drawn), media_type=SVG)
 

@@ -254,12 +254,26 @@ async def test_an_alarm_never_checked_in_counts_against_the_share(
         db: Database, clock: FakeClock, manager: httpx.AsyncClient) -> None:
     press(db, clock, "100003", at(8), answer=60, arrive=600, leave=900)
     press(db, clock, "100005", at(9), answer=60)  # still waiting for its check-in
+    clock.set(at(9) + s(1801))  # its 30 minutes have run out
 
     row = row_of((await response_times(manager)).json(), "kommunens-hemtjanst")
 
     # 1 of 2 needed a visit and was checked in within 30 minutes.
     assert (row["within_30_min_share"], row["awaiting_check_in"], row["arrived"]) == (0.5, 1, 1)
     assert row["arrival_median_s"] == 600
+
+
+async def test_an_alarm_still_inside_its_30_minutes_is_not_counted_yet(
+        db: Database, clock: FakeClock, manager: httpx.AsyncClient) -> None:
+    press(db, clock, "100003", at(8), answer=60, arrive=600, leave=900)
+    press(db, clock, "100005", at(9), answer=60)
+    clock.set(at(9) + s(1800))  # exactly 30 minutes: it may still arrive in time
+
+    row = row_of((await response_times(manager)).json(), "kommunens-hemtjanst")
+
+    # Only the alarm that was decided counts: 1 of 1 in time; the other is still waiting.
+    assert (row["within_30_min_share"], row["needing_visit"], row["awaiting_check_in"]) == (
+        1.0, 1, 1)
 
 
 async def test_false_alarms_and_phone_kvittering_are_left_out_of_the_share(

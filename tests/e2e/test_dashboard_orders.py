@@ -235,7 +235,7 @@ async def test_an_operator_sees_the_board_with_every_open_order(
 
 
 @pytest.mark.parametrize(("role", "team", "views"), [
-    ("admin", None, ["Users", "Audit log"]),
+    ("admin", None, ["Users", "Audit log", "Reports"]),
     ("responder", "solrosen-bro", ["Alarm queue"]),
 ])
 async def test_an_admin_or_a_responder_has_no_order_board(

@@ -263,7 +263,8 @@ async def test_an_alarm_manager_follows_the_queue_and_searches_the_audit_log(
     await sign_in(page, manager)
     views = page.get_by_role("navigation", name="Views")
     await expect(views.get_by_role("link")).to_have_text(
-        ["Alarm queue", re.compile("^Device health"), re.compile("^Orders"), "Audit log"])
+        ["Alarm queue", re.compile("^Device health"), re.compile("^Orders"), "Audit log",
+         "Reports"])
     card = page.locator("li.alarm").first
     await expect(card).to_be_visible()
     await expect(card.get_by_role("button")).to_have_text([re.compile("^Details")])

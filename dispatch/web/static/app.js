@@ -7,14 +7,15 @@
 // "signed_out", means the session ended: back to the sign-in page.
 
 import {
-  AWAITING_CHECK_IN, ROUTE_LABEL, SHIFT_LABEL, STATE_LABEL,
-  clockTime, compareUrgency, countdown, dateTime, displayAddress, duration, errorText,
-  isBehind, isOpen,
+  AWAITING_CHECK_IN, KVITTERING_LABEL, ROUTE_LABEL, SHIFT_LABEL, STANDARD_VISIT_S, STATE_LABEL,
+  attentionItems, callingText, clockTime, compareUrgency, countdown, dateTime, displayAddress,
+  duration, errorText, isBehind, isOpen,
 } from "./model.js";
 import { h, hidden } from "./dom.js";
 import { createAudit } from "./audit.js";
 import { createHealth } from "./health.js";
 import { OWNER_LABEL, createOrders } from "./orders.js";
+import { createReports } from "./reports.js";
 import { VIEWS, mayDo, mayView, roleText, viewsOf } from "./roles.js";
 import { openStream } from "./stream.js";
 import { createUsers } from "./users.js";
@@ -40,6 +41,7 @@ const S = {
   stream: null,
   conn: "connecting", // connecting | live | reconnecting
   offsetMs: 0, // server time minus client time
+  clock: null, // {known: promise kept once offsetMs is the server's, keep()}, per sign-in
   alarms: new Map(), // id -> view, the active queue (open + completed)
   gone: new Map(), // id -> closed view, so a stale snapshot never brings one back
   cards: new Map(), // id -> { el, sig }
@@ -67,6 +69,19 @@ let health = null; // the device-health view (health.js), made in wire()
 let users = null; // the users view (users.js), for admins
 let audit = null; // the audit log view (audit.js)
 let orders = null; // the order board (orders.js), for TFH and the alarm centre
+let reports = null; // response times and alarm visits (reports.js), for alarm managers
+
+/** A promise kept once the server's time is known (the stream's hello or a list). */
+function newServerClock() {
+  let keep;
+  const known = new Promise((resolve) => { keep = resolve; });
+  return { known, keep };
+}
+
+function setServerTime(offsetMs) {
+  S.offsetMs = offsetMs;
+  S.clock?.keep();
+}
 
 // -- HTTP -------------------------------------------------------------------------------------
 
@@ -280,6 +295,7 @@ function startApp(me) {
   clearTimeout(S.resumeTimer);
   S.me = me;
   S.views = viewsOf(me.role);
+  S.clock = newServerClock();
   $("signin").hidden = true;
   $("app").hidden = false;
   showUser();
@@ -322,6 +338,7 @@ function stopApp() {
   users.stop();
   audit.stop();
   orders.stop();
+  reports.stop();
   S.me = null;
   S.views = [];
   S.alarms.clear();
@@ -372,7 +389,7 @@ function setConn(conn, info) {
 function onStreamEvent(name, data) {
   if (name === "hello") {
     // First estimate; the list fetch that follows refines it (it times the round trip).
-    if (data.server_time) S.offsetMs = Date.parse(data.server_time) - Date.now();
+    if (data.server_time) setServerTime(Date.parse(data.server_time) - Date.now());
   } else if (name === "alarm" && data.alarm) {
     for (const touched of S.listFetches) touched.add(data.alarm.id);
     upsert(data.alarm, true);
@@ -401,7 +418,7 @@ async function loadList() {
   }
   if (!res.ok || !S.me) return;
   const received = Date.now();
-  S.offsetMs = Date.parse(res.body.server_time) - (sent + received) / 2;
+  setServerTime(Date.parse(res.body.server_time) - (sent + received) / 2);
   const listed = new Set();
   for (const view of res.body.alarms) {
     listed.add(view.id);
@@ -429,9 +446,19 @@ function upsert(view, live) {
   } else {
     S.alarms.set(plain.id, plain);
     if (!held && live) announceNew(plain);
+    else if (held && live) announceFlags(plain, held);
   }
   if (S.details === plain.id) refreshDetails();
   queueRender();
+}
+
+/** A flag newly raised on an alarm (no answer, a red flag): said aloud, and the tone. */
+function announceFlags(view, held) {
+  const raised = attentionItems(view).filter((item) => !(held.attention || []).includes(item.flag));
+  if (!raised.length) return;
+  const who = view.customer?.name || `unit ${view.cid}`;
+  $("announcer").textContent = `Alarm ${view.id}, ${who}: ${raised.map((i) => `${i.mark}. ${i.text}`).join(" ")}`;
+  if (S.sound) chime();
 }
 
 function announceNew(view) {
@@ -517,9 +544,10 @@ function render() {
 function fillCard(li, v) {
   const awaiting = AWAITING_CHECK_IN.includes(v.state);
   const noTeam = !v.team && !v.unknown_device;
+  const flags = attentionItems(v);
   li.className = [
     "alarm", `state-${v.state}`,
-    v.unknown_device && "is-unknown", noTeam && "is-noteam",
+    v.unknown_device && "is-unknown", noTeam && "is-noteam", flags.length && "has-attention",
     S.fresh.has(v.id) && Date.now() - S.fresh.get(v.id) < NEW_HIGHLIGHT_MS && "is-new",
   ].filter(Boolean).join(" ");
   li.dataset.id = v.id;
@@ -546,6 +574,8 @@ function fillCard(li, v) {
     clock = h("div", { class: "col clock clock-done" },
       h("span", { class: "clock-label" }, "Checked out"),
       h("span", { class: "clock-value" }, clockTime(v.completed_at).slice(0, 5)),
+      v.visit_seconds != null && h("span", { class: "clock-sub", dataset: { role: "visit" } },
+        `Visit ${duration(v.visit_seconds)}`),
       h("span", { class: "clock-sub" }, "Visit over: close the alarm"));
   }
 
@@ -584,16 +614,36 @@ function fillCard(li, v) {
           noTeam && h("p", { class: "act-hint" }, "Find a responder and record who answered."),
         ]);
 
-  // 4. state
+  // 4. state: first what the operator must act on, in words (never by colour alone)
   const tags = [];
+  if (v.needs_visit_reason) {
+    tags.push(h("span", { class: "tag tag-warn tag-wrap", dataset: { role: "needs-reason" } },
+      "Visit over 15 min: reason needed"));
+  }
+  if (v.coordinator_at) {
+    tags.push(h("span", { class: "tag tag-warn", dataset: { role: "coordinator" } },
+      `Coordinator told ${clockTime(v.coordinator_at).slice(0, 5)}`));
+  }
+  if (v.handed_over_at) {
+    tags.push(h("span", { class: "tag", dataset: { role: "handed-over" } },
+      `Handed over ${clockTime(v.handed_over_at).slice(0, 5)}`));
+  }
+  if (v.kvittering && !awaiting) {
+    tags.push(h("span", { class: "tag", dataset: { role: "kvittering" } },
+      `Kvittering: ${(KVITTERING_LABEL[v.kvittering] || v.kvittering).toLowerCase()}`));
+  }
   if (v.reminder_count) tags.push(h("span", { class: "tag tag-warn" }, `Reminded ${v.reminder_count}×`));
   if (v.repeat_count) tags.push(h("span", { class: "tag tag-repeat" }, `Pressed again ${v.repeat_count}×`));
   if (v.priority > 0) tags.push(h("span", { class: "tag" }, `Priority ${v.priority}`));
   const status = h("div", { class: "col status" },
+    flags.map(attentionFlag),
     h("span", { class: `badge badge-${v.state}`, dataset: { role: "state" } }, STATE_LABEL[v.state] || v.state),
+    v.calling && h("p", { class: "calling", dataset: { role: "calling" } }, callingText(v)),
     v.accepted_by && h("p", { class: "responder" },
       h("span", { class: "muted" }, "Answered by "), h("strong", {}, v.accepted_by),
       v.accepted_at && h("span", { class: "muted" }, ` · ${clockTime(v.accepted_at).slice(0, 5)}`)),
+    v.on_way_at && awaiting && h("p", { class: "small", dataset: { role: "on-way" } },
+      `On the way since ${clockTime(v.on_way_at).slice(0, 5)}`),
     !v.accepted_by && awaiting && v.called_out_at &&
       h("p", { class: "muted small" }, `Called out ${clockTime(v.called_out_at).slice(0, 5)}`),
     tags.length > 0 && h("p", { class: "tags" }, tags));
@@ -603,6 +653,20 @@ function fillCard(li, v) {
 
   li.replaceChildren(clock, who, team, status, actions);
   return countdownParts;
+}
+
+/** "⚠ No answer — Nobody of the call order answered: call the team." */
+function attentionFlag(item) {
+  return h("p", { class: `attention attention-${item.flag}`, dataset: { role: "attention", flag: item.flag } },
+    h("strong", { class: "attention-mark" }, `${item.flag === "red_flag" ? "⚑" : "⚠"} ${item.mark}`),
+    " ", h("span", { class: "attention-text" }, item.text));
+}
+
+/** The call-out button's words: the next of a running chain, or the order over again. */
+function callOutLabel(v) {
+  if (v.calling) return "Call the next";
+  if ((v.attention || []).includes("no_answer")) return "Call the order again";
+  return v.state === "received" ? "Call out" : "Call out again";
 }
 
 /** The buttons of one alarm that the signed-in role may use (an alarm manager: Details only). */
@@ -621,11 +685,23 @@ function actionButtons(v, inDetails) {
   }
   if (may("call-out") && v.team && AWAITING_CHECK_IN.includes(v.state)) {
     buttons.push(h("button", { type: "button", class: "btn", dataset: { action: "call-out" } },
-      "Call out again", label.cloneNode(true)));
+      callOutLabel(v), label.cloneNode(true)));
+  }
+  if (inDetails && may("decline") && v.state === "called_out" && v.team) {
+    buttons.push(h("button", { type: "button", class: "btn", dataset: { action: "decline" } },
+      "Declined…", label.cloneNode(true)));
+  }
+  if (may("visit-reason") && v.needs_visit_reason) {
+    buttons.push(h("button", { type: "button", class: "btn", dataset: { action: "visit-reason" } },
+      "Visit reason…", label.cloneNode(true)));
   }
   if (may("kvittering") && isOpen(v)) {
     buttons.push(h("button", { type: "button", class: "btn", dataset: { action: "kvittering" } },
       "Phone kvittering…", label.cloneNode(true)));
+  }
+  if (inDetails && may("false-alarm") && isOpen(v)) {
+    buttons.push(h("button", { type: "button", class: "btn btn-danger-quiet", dataset: { action: "false-alarm" } },
+      "False alarm…", label.cloneNode(true)));
   }
   if (!inDetails && may("details")) {
     buttons.push(h("button", { type: "button", class: "btn btn-quiet", dataset: { action: "details" } },
@@ -696,8 +772,21 @@ function runAction(id, action, button) {
   if (action === "accept") openAccept(id);
   else if (action === "kvittering") openKvittering(id);
   else if (action === "details") openDetails(id);
+  else if (action === "decline") openDecline(id);
+  else if (action === "false-alarm") openFalseAlarm(id);
+  else if (action === "visit-reason") openVisitReason(id);
   else if (action === "close") simpleAction(id, "close", button, "Alarm closed.");
-  else if (action === "call-out") simpleAction(id, "call-out", button, "Called out again.");
+  else if (action === "call-out") simpleAction(id, "call-out", button, calledText);
+}
+
+/** After a call-out: whom the chain calls now. */
+function calledText(v) {
+  return callingText(v) ? `Alarm ${v.id}: ${callingText(v)}.` : `Alarm ${v.id} called out again.`;
+}
+
+/** The alarm as last seen: in the queue, or (closed) the one in the details dialog. */
+function viewOf(id) {
+  return S.alarms.get(id) || (S.detailsView?.id === id ? S.detailsView : null) || S.gone.get(id) || null;
 }
 
 function restoreFocus() {
@@ -734,7 +823,7 @@ async function simpleAction(id, action, button, done) {
   if (button) button.disabled = true;
   try {
     const res = await post(id, action, action === "call-out" ? undefined : {});
-    if (res.ok) toast(done);
+    if (res.ok) toast(typeof done === "function" ? done(res.body) : done);
     else toast(failureText(res), "error");
   } catch (e) {
     if (!(e instanceof SignedOut)) throw e;
@@ -873,6 +962,179 @@ async function onKvittSubmit(event) {
       toast(`Alarm ${id} closed by phone kvittering.`);
     } else {
       formError("kvitt-error", failureText(res));
+    }
+  } catch (e) {
+    if (!(e instanceof SignedOut)) throw e;
+  } finally {
+    submit.disabled = false;
+  }
+}
+
+/** The call order as buttons that fill `input` with a name; the one being called marked. */
+function callOrderPicks(v, picks, names, input) {
+  picks.replaceChildren();
+  names.replaceChildren();
+  const order = v.call_order || [];
+  const now = v.calling && order.length ? (v.calling.step - 1) % order.length : -1;
+  order.forEach((member, index) => {
+    picks.append(h("li", {},
+      h("button", {
+        type: "button", class: "pick",
+        onclick: () => {
+          input.value = member.name;
+          input.dispatchEvent(new Event("input"));
+          input.focus();
+        },
+      },
+      h("span", { class: "pick-order" }, `${index + 1}`),
+      h("span", { class: "pick-name" }, member.name,
+        index === now && h("span", { class: "tag pick-now" }, "Calling now")),
+      member.phone && h("span", { class: "pick-phone" }, member.phone))));
+    names.append(h("option", { value: member.name }));
+  });
+  return order.length > 0;
+}
+
+function openDecline(id) {
+  const v = viewOf(id);
+  if (!v) return;
+  const dialog = $("decline-dialog");
+  dialog.dataset.id = id;
+  $("decline-context").textContent = [contextLine(v), callingText(v)].filter(Boolean).join(" · ");
+  formError("decline-error", "");
+  const input = $("decline-name");
+  input.value = v.calling?.name || ""; // most often the one the chain is calling now
+  input.removeAttribute("aria-invalid");
+  $("decline-callorder-wrap").hidden = !callOrderPicks(v, $("decline-callorder"), $("decline-names"), input);
+  dialog.showModal();
+  input.focus();
+  input.select();
+}
+
+async function onDeclineSubmit(event) {
+  event.preventDefault();
+  const dialog = $("decline-dialog");
+  const id = Number(dialog.dataset.id);
+  const input = $("decline-name");
+  const responder = input.value.trim();
+  if (!responder) {
+    input.setAttribute("aria-invalid", "true");
+    formError("decline-error", "Write the name of the person who declined.");
+    input.focus();
+    return;
+  }
+  const submit = $("decline-submit");
+  submit.disabled = true;
+  try {
+    const res = await post(id, "decline", { responder });
+    if (res.ok) {
+      dialog.close();
+      const next = callingText(res.body);
+      const outOfNames = (res.body.attention || []).includes("no_answer");
+      toast(`Recorded: ${responder} declined alarm ${id}. ` +
+        (next ? `${next}.` : outOfNames ? "Nobody of the call order is left: call the team." : ""),
+      outOfNames ? "error" : "info");
+    } else {
+      formError("decline-error", failureText(res));
+    }
+  } catch (e) {
+    if (!(e instanceof SignedOut)) throw e;
+  } finally {
+    submit.disabled = false;
+  }
+}
+
+function openFalseAlarm(id) {
+  const v = viewOf(id);
+  if (!v) return;
+  const dialog = $("false-dialog");
+  dialog.dataset.id = id;
+  $("false-context").textContent = contextLine(v);
+  formError("false-error", "");
+  $("false-reason").value = "";
+  dialog.showModal();
+  $("false-reason").focus();
+}
+
+async function onFalseAlarmSubmit(event) {
+  event.preventDefault();
+  const dialog = $("false-dialog");
+  const id = Number(dialog.dataset.id);
+  const reason = $("false-reason").value.trim();
+  const submit = $("false-submit");
+  submit.disabled = true;
+  try {
+    const res = await post(id, "false-alarm", { reason });
+    if (res.ok) {
+      dialog.close();
+      toast(`Alarm ${id} closed as a false alarm; the team is told to stand down.`);
+    } else {
+      formError("false-error", failureText(res));
+    }
+  } catch (e) {
+    if (!(e instanceof SignedOut)) throw e;
+  } finally {
+    submit.disabled = false;
+  }
+}
+
+const VISIT_SUGGESTIONS = [
+  "The customer had fallen and needed help up and a check for injuries.",
+  "Waited with the customer for the ambulance.",
+  "The customer was confused and could not be left alone until calm.",
+];
+
+function openVisitReason(id) {
+  const v = viewOf(id);
+  if (!v) return;
+  const dialog = $("visit-dialog");
+  dialog.dataset.id = id;
+  $("visit-context").textContent = contextLine(v);
+  $("visit-help").textContent = (v.visit_seconds != null
+    ? `The visit took ${duration(v.visit_seconds)} (checked in ${clockTime(v.on_site_at).slice(0, 5)}, ` +
+      `out ${clockTime(v.completed_at).slice(0, 5)}). `
+    : "") + `Visits are paid as a standard ${STANDARD_VISIT_S / 60} minutes; a longer one needs a reason ` +
+    "for the reimbursement. It goes into the audit trail.";
+  formError("visit-error", "");
+  const reason = $("visit-reason");
+  reason.value = "";
+  reason.removeAttribute("aria-invalid");
+  if (!dialog.querySelector(".chips")) {
+    reason.before(h("div", { class: "chips", role: "group", "aria-label": "Common reasons" },
+      VISIT_SUGGESTIONS.map((text) => h("button", {
+        type: "button", class: "chip",
+        onclick: () => {
+          reason.value = text;
+          reason.dispatchEvent(new Event("input"));
+          reason.focus();
+        },
+      }, text))));
+  }
+  dialog.showModal();
+  reason.focus();
+}
+
+async function onVisitReasonSubmit(event) {
+  event.preventDefault();
+  const dialog = $("visit-dialog");
+  const id = Number(dialog.dataset.id);
+  const field = $("visit-reason");
+  const reason = field.value.trim();
+  if (!reason) {
+    field.setAttribute("aria-invalid", "true");
+    formError("visit-error", "A reason is required: write why the visit took longer than 15 minutes.");
+    field.focus();
+    return;
+  }
+  const submit = $("visit-submit");
+  submit.disabled = true;
+  try {
+    const res = await post(id, "visit-reason", { reason });
+    if (res.ok) {
+      dialog.close();
+      toast(`Visit reason saved for alarm ${id}.`);
+    } else {
+      formError("visit-error", failureText(res));
     }
   } catch (e) {
     if (!(e instanceof SignedOut)) throw e;
@@ -1103,7 +1365,8 @@ function renderDetails(v) {
     : `Alarm ${v.id}: ${v.customer?.name || `unit ${v.cid}`}`;
   $("details-context").replaceChildren(
     h("span", { class: `badge badge-${v.state}` }, STATE_LABEL[v.state] || v.state),
-    v.deadline_at ? ` 30-minute mark at ${clockTime(v.deadline_at)}` : "");
+    v.deadline_at ? ` 30-minute mark at ${clockTime(v.deadline_at)}` : "",
+    v.calling ? h("span", { class: "calling", dataset: { role: "calling" } }, ` · ${callingText(v)}`) : "");
   const site = v.site;
   const facts = h("dl", { class: "facts" },
     fact("Unit (CID)", v.cid),
@@ -1113,24 +1376,48 @@ function renderDetails(v) {
     fact("Site", site ? (site.kind === "extra" ? "Extra alarm (second address)" : "Main address") : null),
     fact("Door name", site?.door_name),
     fact("Team", v.team ? `${v.team.name}, ${v.team.phone}` : "No responsible team"),
+    fact("Provider", v.provider),
+    fact("Also told", (v.also_teams || []).join(", ")),
     fact("Route", [SHIFT_LABEL[v.shift], ROUTE_LABEL[v.route_reason] || v.route_reason].filter(Boolean).join(" · ")),
     fact("Received", dateTime(v.received_at)),
     fact("Called out", dateTime(v.called_out_at)),
+    fact("Calling now", v.calling ? callingNow(v) : null),
+    fact("No answer", v.no_answer_at
+      ? `${dateTime(v.no_answer_at)}: nobody of the call order answered` : null),
+    fact("Handed over", v.handed_over_at
+      ? `${dateTime(v.handed_over_at)}, at the shift change (see the audit trail)` : null),
+    fact("Coordinator", v.coordinator_at
+      ? `Escalated to the provider's coordinator at ${dateTime(v.coordinator_at)}` : null),
+    fact("Red flag", v.red_flag_at ? dateTime(v.red_flag_at) : null),
     fact("Answered by", v.accepted_by ? `${v.accepted_by} at ${clockTime(v.accepted_at)}` : null),
     fact("Answer time", v.answer_seconds != null ? duration(v.answer_seconds) : null),
+    fact("On the way", v.on_way_at ? dateTime(v.on_way_at) : null),
     fact("On site", dateTime(v.on_site_at)),
     fact("Arrival time", v.arrival_seconds != null ? duration(v.arrival_seconds) : null),
     fact("Checked out", dateTime(v.completed_at)),
+    fact("Kvittering", v.kvittering ? KVITTERING_LABEL[v.kvittering] || v.kvittering : null),
+    fact("Visit length", v.visit_seconds != null ? visitLength(v) : null),
+    fact("Visit reason", v.visit_reason || (v.needs_visit_reason
+      ? h("strong", { class: "reason-missing" }, "⚠ Missing: a visit over 15 minutes needs a reason") : null)),
     fact("Closed", v.closed_at ? `${dateTime(v.closed_at)} by ${v.closed_by || "?"} (${v.closed_via || "?"})` : null),
     fact("Close reason", v.close_reason),
     fact("Reminders", v.reminder_count ? `${v.reminder_count} (last ${clockTime(v.reminded_at)})` : null),
     fact("Repeat presses", v.repeat_count || null),
   );
-  const callOrder = (v.call_order || []).length
+  const order = v.call_order || [];
+  const callingIndex = v.calling && order.length ? (v.calling.step - 1) % order.length : -1;
+  const callOrder = order.length
     ? h("section", { class: "details-section" },
         h("h3", {}, "Call order"),
-        h("ol", { class: "callorder" }, v.call_order.map((m) =>
-          h("li", {}, h("span", {}, m.name), " ", h("a", { href: `tel:${(m.phone || "").replace(/\s+/g, "")}` }, m.phone || "")))))
+        h("ol", { class: "callorder" }, order.map((m, index) =>
+          h("li", { class: index === callingIndex ? "is-calling" : null },
+            h("span", {}, m.name), " ", h("a", { href: `tel:${(m.phone || "").replace(/\s+/g, "")}` }, m.phone || ""),
+            index === callingIndex && h("span", { class: "tag pick-now" }, "Calling now")))))
+    : null;
+  const flags = attentionItems(v);
+  const attention = flags.length
+    ? h("section", { class: "details-section attention-box", dataset: { role: "attention" } },
+        flags.map(attentionFlag))
     : null;
   const log = h("section", { class: "details-section" },
     h("h3", {}, "Audit trail"),
@@ -1150,12 +1437,23 @@ function renderDetails(v) {
   const body = $("details-body");
   // A live update re-renders the details: the button that had focus keeps it.
   const focusedInBody = body.contains(document.activeElement) ? document.activeElement.dataset.action : null;
-  body.replaceChildren(protectedSection(v) || "", facts, accessSection(v), callOrder || "", log);
+  body.replaceChildren(attention || "", protectedSection(v) || "", facts, accessSection(v), callOrder || "", log);
   if (focusedInBody) body.querySelector(`[data-action="${focusedInBody}"]`)?.focus();
   const actions = $("details-actions");
   const focusedAction = actions.contains(document.activeElement) ? document.activeElement.dataset.action : null;
   actions.replaceChildren(...actionButtons(v, true));
   if (focusedAction) actions.querySelector(`[data-action="${focusedAction}"]`)?.focus();
+}
+
+/** "Calling 2/6: Ahmed Yusuf" with the number to phone. */
+function callingNow(v) {
+  const phone = v.calling.phone;
+  return [callingText(v), phone && " · ", phone && h("a", { href: `tel:${phone.replace(/\s+/g, "")}` }, phone)];
+}
+
+function visitLength(v) {
+  const over = v.visit_seconds > STANDARD_VISIT_S;
+  return `${duration(v.visit_seconds)}${over ? " (over the standard 15 minutes)" : ""}`;
 }
 
 function onDetailsAction(event) {
@@ -1212,12 +1510,14 @@ async function loadHistory(fresh) {
 }
 
 function historyRow(v) {
-  const how = v.closed_via === "phone" ? "Phone kvittering" : "Visit, closed";
+  const how = v.closed_via === "false_alarm" ? "False alarm"
+    : v.closed_via === "phone" ? "Phone kvittering" : "Visit, closed";
   return h("li", { class: "history-row", dataset: { id: v.id, cid: v.cid } },
     h("span", { class: "num muted" }, `#${v.id}`),
     h("span", { class: "num" }, dateTime(v.closed_at)),
     h("span", {}, v.unknown_device ? `Unknown device ${v.cid}` : v.customer?.name || `Unit ${v.cid}`),
-    h("span", { class: "muted" }, [how, v.closed_by && `by ${v.closed_by}`].filter(Boolean).join(" ")),
+    h("span", { class: "muted" }, [how, v.closed_by && `by ${v.closed_by}`].filter(Boolean).join(" "),
+      v.needs_visit_reason && h("strong", { class: "reason-missing" }, " · ⚠ visit reason missing")),
     h("button", { type: "button", class: "btn btn-quiet btn-small", dataset: { action: "details" } },
       "Details", hidden(` alarm ${v.id}`)));
 }
@@ -1287,6 +1587,7 @@ async function checkReady() {
 
 const VIEW_TITLE = {
   queue: "Alarm queue", health: "Device health", orders: "Orders", users: "Users", audit: "Audit log",
+  reports: "Reports",
 };
 
 /** The view in the address's #fragment if the role may use it (a reload keeps it), else its first. */
@@ -1307,6 +1608,7 @@ function showView(moveFocus) {
   if (view === "users") users.show();
   if (view === "audit") audit.show();
   if (view === "orders") orders.show();
+  if (view === "reports") reports.show();
   if (moveFocus && view) $(`${view}-title`).focus();
   S.lastTitle = "";
   updateTitle();
@@ -1337,6 +1639,8 @@ function wire() {
   audit.wire();
   orders = createOrders({ ...deps, serverNow });
   orders.wire();
+  reports = createReports({ call, serverNow, clockKnown: () => S.clock?.known ?? Promise.resolve() });
+  reports.wire();
   window.addEventListener("hashchange", () => showView(true));
   $("signin-form").addEventListener("submit", onSignIn);
   for (const field of ["signin-name", "signin-password"]) {
@@ -1350,7 +1654,11 @@ function wire() {
   $("history-list").addEventListener("click", onHistoryClick);
   $("accept-form").addEventListener("submit", onAcceptSubmit);
   $("kvitt-form").addEventListener("submit", onKvittSubmit);
-  for (const [field, error] of [["accept-name", "accept-error"], ["kvitt-reason", "kvitt-error"]]) {
+  $("decline-form").addEventListener("submit", onDeclineSubmit);
+  $("false-form").addEventListener("submit", onFalseAlarmSubmit);
+  $("visit-form").addEventListener("submit", onVisitReasonSubmit);
+  for (const [field, error] of [["accept-name", "accept-error"], ["kvitt-reason", "kvitt-error"],
+    ["decline-name", "decline-error"], ["false-reason", "false-error"], ["visit-reason", "visit-error"]]) {
     $(field).addEventListener("input", () => {
       $(field).removeAttribute("aria-invalid");
       formError(error, "");

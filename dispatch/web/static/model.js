@@ -22,14 +22,58 @@ export const ROUTE_LABEL = {
 
 export const SHIFT_LABEL = { day: "Day shift", night: "Night shift" };
 
+/** How presence (or none) was confirmed: the alarm's `kvittering`. */
+export const KVITTERING_LABEL = {
+  unit: "On the unit",
+  responder: "By the responder's phone",
+  phone: "By phone to the operator",
+  false_alarm: "False alarm",
+};
+
+/** A visit is paid as a standard 15 minutes; a longer one needs a reason (004 §6.1). */
+export const STANDARD_VISIT_S = 15 * 60;
+
 /**
- * The same rule as dispatch/views.py urgency_key: nobody responding yet (no team first),
- * then the nearest 30-minute mark. Keep the two in step: live updates re-sort with this.
+ * What the operator must act on now (the alarm's `attention`), most serious first: a
+ * short mark for the queue row and what to do, in words, never by colour alone.
+ */
+export function attentionItems(v) {
+  const flags = v.attention || [];
+  const items = [];
+  if (flags.includes("red_flag")) {
+    const minutes = v.red_flag_at && v.called_out_at
+      ? Math.round((Date.parse(v.red_flag_at) - Date.parse(v.called_out_at)) / 60000) : null;
+    items.push({
+      flag: "red_flag", mark: "Red flag",
+      text: minutes ? `No check-in ${minutes} min after the call-out.` : "No check-in an hour after the call-out.",
+    });
+  }
+  if (flags.includes("no_answer")) {
+    items.push({
+      flag: "no_answer", mark: "No answer",
+      text: "Nobody of the call order answered: call the team.",
+    });
+  }
+  return items;
+}
+
+/** "Calling 2/6: Ahmed Yusuf" while the call chain runs, else "". */
+export function callingText(v) {
+  const c = v.calling;
+  if (!c) return "";
+  return `Calling ${c.step}/${c.of}: ${c.name || `the team's phone${c.phone ? ` ${c.phone}` : ""}`}`;
+}
+
+/**
+ * The same rule as dispatch/views.py urgency_key: nobody responding yet (no team, or a
+ * flag the operator must act on, first), then the nearest 30-minute mark. Keep the two
+ * in step: live updates re-sort with this.
  */
 export function urgencyKey(v) {
   const state = v.state;
   const openRank = AWAITING_CHECK_IN.includes(state) ? 0 : state === "on_site" ? 1 : 2;
-  const noTeam = v.team == null && openRank === 0 ? 0 : 1;
+  const mustAct = v.team == null || (v.attention || []).length > 0;
+  const noTeam = mustAct && openRank === 0 ? 0 : 1;
   const deadline = v.deadline_at || v.received_at || "";
   return [openRank, noTeam, deadline, -(v.priority || 0), -v.id];
 }

@@ -11,7 +11,7 @@ export const ROLE_LABEL = {
 };
 
 // The views, in the order of the tabs; a role's first view is where it starts.
-export const VIEWS = ["queue", "health", "orders", "users", "audit"];
+export const VIEWS = ["queue", "health", "orders", "users", "audit", "reports"];
 
 const VIEW_ROLES = {
   queue: ["operator", "responder", "alarm_manager"], // GET /api/alarms, alarm messages
@@ -19,11 +19,15 @@ const VIEW_ROLES = {
   orders: ["tfh", "operator", "alarm_manager"], // /api/orders
   users: ["admin"], // /api/users
   audit: ["admin", "alarm_manager"], // /api/audit
+  reports: ["alarm_manager", "admin"], // /api/reports
 };
 
 const ACTION_ROLES = {
   accept: ["operator", "responder"],
-  "call-out": ["operator"],
+  "call-out": ["operator"], // also "Call the next" while the call chain runs
+  decline: ["operator"], // POST /decline for the person named; a responder uses /m/
+  "false-alarm": ["operator"],
+  "visit-reason": ["operator", "responder"],
   close: ["operator"],
   kvittering: ["operator"],
   reveal: ["operator"],

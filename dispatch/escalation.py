@@ -55,6 +55,7 @@ class Fired:
     red_flags: int = 0
     handovers: int = 0
     stale: int = 0
+    failed: int = 0
     alarm_ids: list[int] = field(default_factory=list)
 
     def merge(self, other: Fired) -> None:
@@ -65,6 +66,7 @@ class Fired:
         self.red_flags += other.red_flags
         self.handovers += other.handovers
         self.stale += other.stale
+        self.failed += other.failed
 
 
 def snapshot(timers: Timers, started_at: datetime) -> dict[str, Any]:
@@ -214,6 +216,9 @@ def _fire_escalation(session: Session, alarm: Alarm, step: int, token: str | Non
     if token is None:  # a reminder scheduled before the chains (migration 0008)
         alarm.escalation_token = alarm.escalation_token or _token()
         token = alarm.escalation_token
+        # Its chain runs from the call-out it was scheduled from, not from now: the
+        # coordinator at 45 minutes, not 45 after the upgrade.
+        _chain(alarm, timers, alarm.called_out_at or alarm.received_at)
     if token != alarm.escalation_token:
         fired.stale += 1
         return

@@ -10,7 +10,7 @@ Pure rules over an `Alarm` row: no session, no clock; the caller passes `at`.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from core.errors import TryggError
 from dispatch.models import AWAITING_CHECK_IN, OPEN_STATES, Alarm, AlarmLogEntry, AlarmState
@@ -122,10 +122,18 @@ def check_in_by_responder(alarm: Alarm, at: datetime, actor: str) -> None:
     _log(alarm, "check_in", at, actor, "by the responder's phone", S.ON_SITE)
 
 
+# A unit check-in this soon after the phone's is the same arrival, confirmed.
+UNIT_CONFIRMS_WITHIN = timedelta(minutes=15)
+
+
 def unit_confirms(alarm: Alarm, at: datetime, cid: str) -> bool:
     """The unit checks in after the phone did: the unit's check-in counts first, so its
     time becomes the arrival. False when there is nothing to replace."""
-    if alarm.kvittering != "responder" or alarm.state not in (S.ON_SITE, S.COMPLETED):
+    if alarm.kvittering != "responder" or alarm.state != S.ON_SITE \
+            or alarm.on_site_at is None or not timedelta(0) <= at - alarm.on_site_at <= \
+            UNIT_CONFIRMS_WITHIN:
+        # Long after (a planned visit's check-in on a visit nobody checked out of) it is
+        # another visit, not this one's arrival.
         return False
     replaced = alarm.on_site_at
     alarm.on_site_at = at

@@ -30,7 +30,7 @@ CHAIN_STEPS = Counter(
     "trygg_chain_steps_total",
     "Steps of alarms' call and escalation chains carried out, by what they did "
     "(call, no_answer, coordinator, red_flag, handover; stale: dropped, the alarm had "
-    "moved on)", ["step"])
+    "moved on; failed: could not be carried out, the alarm flagged)", ["step"])
 EVENT_FAILURES = Counter("trygg_event_processing_failures_total",
                          "Stored device events dispatch could not apply (kept, flagged)")
 EVENTS_QUARANTINED = Counter(

@@ -33,8 +33,17 @@ def tree_from_file(path: Path, shifts: Shifts) -> RouteTree:
     it (a file of its own); a municipality file without one routes by `shifts`."""
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise RouteFileError(f"{path}: cannot be read as YAML: {exc}") from exc
+    except yaml.YAMLError as exc:
+        # The problem and where, never the quoted line: a municipality file holds the
+        # customers' names and addresses, and this message is logged.
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise RouteFileError(f"{path}: not valid YAML{where}: {problem}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RouteFileError(f"{path}: cannot be read: {type(exc).__name__}") from None
+    except RecursionError:
+        raise RouteFileError(f"{path}: nested too deeply to be a route tree") from None
     if not isinstance(raw, dict):
         raise RouteFileError(f"{path}: (top): a route tree is a mapping with `routes`")
     # A municipality file: its `routing` section, or none (the day/night rule).
@@ -90,6 +99,9 @@ class RouteWatcher:
             tree = tree_from_file(self.path, self.shifts)
         except RouteFileError as exc:
             self._refuse(str(exc))
+            return None
+        except Exception as exc:  # whatever a file does, the rules in force stay
+            self._refuse(f"{self.path}: cannot be used: {type(exc).__name__}")
             return None
         self.last_error = None
         ROUTE_RELOADS.labels("applied").inc()

@@ -47,7 +47,8 @@ from dispatch.routing import RouteReason, TeamDirectory, TeamRef
 from dispatch.workdays import STOCKHOLM, holiday_name
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-_RANGE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
+# HH:MM-HH:MM; the end may be 24:00 (midnight at the end of the day), nothing past it.
+_RANGE = re.compile(r"^(?:[01]\d|2[0-3]):[0-5]\d-(?:(?:[01]\d|2[0-3]):[0-5]\d|24:00)$")
 _TARGET = re.compile(r"^(day_provider|night_patrol|team:[A-Za-z0-9][A-Za-z0-9_.-]{0,63})$")
 
 
@@ -66,6 +67,9 @@ class IntervalEntry(_Strict):
         for text in value or []:
             if not _RANGE.match(text):
                 raise ValueError(f"{text!r} is not a time range HH:MM-HH:MM")
+            # What validates must evaluate: a range that cannot is refused here, not at
+            # the first alarm it would route.
+            _in_range(text, time(0, 0))
         return value
 
     def holds(self, local: datetime) -> bool:

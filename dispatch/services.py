@@ -456,9 +456,19 @@ def _load(session: Session, alarm_id: int) -> Alarm:
     return alarm
 
 
+def lock_alarm(session: Session, alarm_id: int) -> Alarm:
+    """The alarm, its row locked for this transaction (PostgreSQL; SQLite has one writer),
+    read fresh: the timer sweep takes alarm rows in the same order, alarm before its
+    deadlines, so an operator's or responder's change and a step never interleave."""
+    alarm = session.get(Alarm, alarm_id, with_for_update=True, populate_existing=True)
+    if alarm is None:
+        raise AlarmNotFound(alarm_id)
+    return alarm
+
+
 def call_out(session: Session, alarm_id: int, actor: str, now: datetime,
              rules: DispatchRules) -> Alarm:
-    alarm = _load(session, alarm_id)
+    alarm = lock_alarm(session, alarm_id)
     if alarm.team_code is None:
         # Nobody would be called: the operator phones someone and records who answered.
         raise lifecycle.InvalidTransition(alarm.id, "call out without a responsible team",
@@ -469,7 +479,7 @@ def call_out(session: Session, alarm_id: int, actor: str, now: datetime,
 
 def accept(session: Session, alarm_id: int, responder: str, actor: str, now: datetime,
            rules: DispatchRules) -> Alarm:
-    alarm = _load(session, alarm_id)
+    alarm = lock_alarm(session, alarm_id)
     had_call_out = alarm.called_out_at is not None
     lifecycle.accept(alarm, responder, now, actor)
     escalation.stop_calls(session, alarm, now)
@@ -483,7 +493,7 @@ def accept(session: Session, alarm_id: int, responder: str, actor: str, now: dat
 def decline(session: Session, alarm_id: int, responder: str, actor: str, now: datetime,
             rules: DispatchRules) -> Alarm:
     """A called responder declines: the next of the call order is called at once."""
-    alarm = _load(session, alarm_id)
+    alarm = lock_alarm(session, alarm_id)
     called = escalation.calling(alarm)
     lifecycle.decline(alarm, responder, now, actor)
     # A decline that comes after the chain moved on (to the next, who may still answer)
@@ -494,7 +504,7 @@ def decline(session: Session, alarm_id: int, responder: str, actor: str, now: da
 
 
 def on_my_way(session: Session, alarm_id: int, actor: str, now: datetime) -> Alarm:
-    alarm = _load(session, alarm_id)
+    alarm = lock_alarm(session, alarm_id)
     lifecycle.on_my_way(alarm, now, actor)
     return alarm
 
@@ -502,7 +512,7 @@ def on_my_way(session: Session, alarm_id: int, actor: str, now: datetime) -> Ala
 def check_in_by_responder(session: Session, alarm_id: int, actor: str,
                           now: datetime) -> Alarm:
     """The responder's phone says on site, when the unit cannot."""
-    alarm = _load(session, alarm_id)
+    alarm = lock_alarm(session, alarm_id)
     lifecycle.check_in_by_responder(alarm, now, actor)
     escalation.stop_escalation(session, alarm, now)
     return alarm
@@ -510,7 +520,7 @@ def check_in_by_responder(session: Session, alarm_id: int, actor: str,
 
 def check_out_by_responder(session: Session, alarm_id: int, actor: str,
                            now: datetime) -> Alarm:
-    alarm = _load(session, alarm_id)
+    alarm = lock_alarm(session, alarm_id)
     lifecycle.check_out_by_responder(alarm, now, actor)
     escalation.stop_escalation(session, alarm, now)
     return alarm
@@ -519,7 +529,7 @@ def check_out_by_responder(session: Session, alarm_id: int, actor: str,
 def false_alarm(session: Session, alarm_id: int, reason: str, actor: str,
                 now: datetime, rules: DispatchRules) -> Alarm:
     """Cancelled as a false alarm: the chains stop and the team is told to stand down."""
-    alarm = _load(session, alarm_id)
+    alarm = lock_alarm(session, alarm_id)
     lifecycle.false_alarm(alarm, reason, now, actor)
     escalation.stop_escalation(session, alarm, now)
     if alarm.team_code and alarm.called_out_at is not None:
@@ -530,20 +540,20 @@ def false_alarm(session: Session, alarm_id: int, reason: str, actor: str,
 
 def give_visit_reason(session: Session, alarm_id: int, reason: str, actor: str,
                       now: datetime) -> Alarm:
-    alarm = _load(session, alarm_id)
+    alarm = lock_alarm(session, alarm_id)
     lifecycle.give_visit_reason(alarm, reason, now, actor)
     return alarm
 
 
 def close(session: Session, alarm_id: int, actor: str, now: datetime) -> Alarm:
-    alarm = _load(session, alarm_id)
+    alarm = lock_alarm(session, alarm_id)
     lifecycle.close(alarm, now, actor)
     return alarm
 
 
 def close_by_phone(session: Session, alarm_id: int, reason: str, actor: str,
                    now: datetime) -> Alarm:
-    alarm = _load(session, alarm_id)
+    alarm = lock_alarm(session, alarm_id)
     lifecycle.close_by_phone(alarm, reason, now, actor)
     escalation.stop_escalation(session, alarm, now)
     return alarm
@@ -633,24 +643,32 @@ def has_due(session: Session, now: datetime) -> bool:
 
 
 def fire_due(session: Session, now: datetime, rules: DispatchRules) -> Outcome:
-    """Fire due deadlines, once each, up to FIRE_BATCH. After a crash, overdue ones fire now.
+    """Carry out due deadlines, once each, up to FIRE_BATCH. After a crash, overdue ones
+    fire now.
 
-    A reminder that fires schedules the next one a full interval after *now*, so an
-    alarm left unattended keeps reminding, but a long outage does not fire a burst.
+    Each step runs in a savepoint of its own: one that fails (a bug, a value the
+    database refuses) is set aside with its alarm flagged for the operator, and the
+    rest of the batch, every other alarm's chain, goes on.
     """
-    query = (
-        select(Deadline.id)
+    due = session.execute(
+        select(Deadline.id, Deadline.alarm_id)
         .where(Deadline.fired_at.is_(None), Deadline.cancelled_at.is_(None),
                Deadline.due_at <= now)
         .order_by(Deadline.due_at)
-        .limit(FIRE_BATCH)  # after an outage the rest fire on the next sweep, a second on
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
+        .limit(FIRE_BATCH)  # after an outage the rest fire on the next sweep, at once
+    ).all()
     out = Outcome()
-    ids = session.execute(query).scalars().all()
-    if not ids:
+    if not due:
         return out
+    alarm_ids = {row.alarm_id for row in due}
+    if session.get_bind().dialect.name == "postgresql":
+        # The alarm rows first, then their deadlines, in the order every other writer
+        # takes them: an alarm that another process is changing (an accept on a standby
+        # serving the API) is left for the next sweep rather than raced or deadlocked.
+        alarm_ids = set(session.execute(
+            select(Alarm.id).where(Alarm.id.in_(alarm_ids))
+            .with_for_update(skip_locked=True)).scalars())
+    ids = [row.id for row in due if row.alarm_id in alarm_ids]
     # Fired only if still unfired: of two sweeps at once, one fires each deadline.
     claimed = session.execute(
         update(Deadline)
@@ -659,7 +677,7 @@ def fire_due(session: Session, now: datetime, rules: DispatchRules) -> Outcome:
         .values(fired_at=now)
         .returning(Deadline.id, Deadline.alarm_id, Deadline.kind, Deadline.due_at,
                    Deadline.step, Deadline.token)
-        .execution_options(synchronize_session=False)).all()
+        .execution_options(synchronize_session=False)).all() if ids else []
     fired = out.fired
     # The batch's alarms in one query, not one each; their audit trails are only
     # appended to here, so they are not loaded just to add an entry (as in _Batch).
@@ -667,17 +685,56 @@ def fire_due(session: Session, now: datetime, rules: DispatchRules) -> Outcome:
             Alarm.id.in_({row.alarm_id for row in claimed}))).scalars():
         set_committed_value(alarm, "log", [])
     for row in sorted(claimed, key=lambda d: (d.due_at, d.id)):
-        alarm = _load(session, row.alarm_id)
-        if row.kind == escalation.HANDOVER:
-            _fire_handover(session, alarm, now, rules, fired)
-        elif not escalation.fire(session, alarm, row.kind, row.step, row.token, now,
-                                 rules.timers, rules.topic_root, fired):
-            log.error("deadline_of_unknown_kind", deadline_id=row.id, kind=row.kind)
+        step = Fired()
+        try:
+            with session.begin_nested():
+                _fire_one(session, row, now, rules, step)
+        except Exception as exc:  # one step must not stop every alarm's timers
+            fired.failed += 1
+            log.error("chain_step_failed", deadline_id=row.id, alarm_id=row.alarm_id,
+                      kind=row.kind, error=type(exc).__name__)
+            _flag_failed_step(session, row.alarm_id, row.kind, now)
+            out.touch(row.alarm_id)
+        else:
+            fired.merge(step)
+            fired.alarm_ids.extend(step.alarm_ids)
     for alarm_id in fired.alarm_ids:
         out.touch(alarm_id)
     fired.alarm_ids.clear()
-    out.more = len(ids) == FIRE_BATCH  # more may be due: the sweep goes on at once
+    out.more = len(due) == FIRE_BATCH  # more may be due: the sweep goes on at once
     return out
+
+
+def _fire_one(session: Session, row: Any, now: datetime, rules: DispatchRules,
+              fired: Fired) -> None:
+    alarm = _load(session, row.alarm_id)
+    if row.kind == escalation.HANDOVER:
+        _fire_handover(session, alarm, now, rules, fired)
+    elif not escalation.fire(session, alarm, row.kind, row.step, row.token, now,
+                             rules.timers, rules.topic_root, fired):
+        raise ValueError(f"a deadline of unknown kind {row.kind!r}")
+
+
+def _flag_failed_step(session: Session, alarm_id: int, kind: str, now: datetime) -> None:
+    """A step that could not be carried out: the operator follows the alarm by hand.
+
+    A failed call or hand-over leaves nobody being called (flagged "no answer"); a
+    failed escalation step leaves nobody chasing the check-in (a red flag).
+    """
+    try:
+        with session.begin_nested():
+            alarm = _load(session, alarm_id)
+            if alarm.state not in OPEN_STATES:
+                return
+            if kind == escalation.ESCALATION or kind == escalation.REMINDER:
+                alarm.red_flag_at = alarm.red_flag_at or now
+            elif alarm.state == AlarmState.CALLED_OUT:
+                alarm.no_answer_at = alarm.no_answer_at or now
+            lifecycle.note(alarm, "step_failed", now, "system",
+                           f"a {kind} step could not be carried out: follow this alarm "
+                           "by hand")
+    except Exception as exc:
+        log.error("chain_step_flag_failed", alarm_id=alarm_id, error=type(exc).__name__)
 
 
 # -- the outbox to teams -------------------------------------------------------------

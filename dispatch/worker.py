@@ -204,7 +204,8 @@ class Dispatcher:
         fired = out.fired
         for step, n in (("call", fired.calls), ("no_answer", fired.no_answer),
                         ("coordinator", fired.coordinator), ("red_flag", fired.red_flags),
-                        ("handover", fired.handovers), ("stale", fired.stale)):
+                        ("handover", fired.handovers), ("stale", fired.stale),
+                        ("failed", fired.failed)):
             if n:
                 CHAIN_STEPS.labels(step).inc(n)
         await self._after(out)

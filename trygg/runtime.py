@@ -387,7 +387,11 @@ class Service:
     async def _watch_routes(self) -> None:
         while True:
             await asyncio.sleep(self.settings.routing_reload_s)
-            tree = await asyncio.to_thread(self.route_watcher.poll)
+            try:
+                tree = await asyncio.to_thread(self.route_watcher.poll)
+            except Exception:  # a loop that ends stops the service: this one must not
+                log.exception("routes_watch_failed")
+                continue
             if tree is not None:
                 self.use_routes(tree)
 

@@ -221,8 +221,17 @@ async def reveal(alarm_id: int, request: Request, state: StateDep,
 async def _act(state: AppState, user: Principal, alarm_id: int, action: str,
                fn: Callable[[Session], Alarm]) -> dict[str, Any]:
     await _view(state, user, alarm_id)  # a responder acts on their own team's alarms only
+
+    def checked(s: Session) -> Alarm:
+        # Again inside the write, on the locked row: the alarm may have been handed to
+        # another team between the read above and this write (the 22:00 hand-over).
+        alarm = services.lock_alarm(s, alarm_id)
+        if not visible_to(alarm, user):
+            raise AlarmNotFound(alarm_id)
+        return fn(s)
+
     try:
-        await state.db.write(fn)
+        await state.db.write(checked)
     except AlarmNotFound as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
     except InvalidTransition as exc:

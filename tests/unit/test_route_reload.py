@@ -84,7 +84,7 @@ def test_a_file_that_is_not_yaml_or_is_gone_is_refused(tmp_path: Path) -> None:
     write(path, "routes: [unclosed", 2)
 
     assert watcher.poll() is None
-    assert "cannot be read as YAML" in (watcher.last_error or "")
+    assert "not valid YAML at line 1" in (watcher.last_error or "")
     path.unlink()
     assert watcher.poll() is None
     assert "the file is gone" in (watcher.last_error or "")
@@ -103,3 +103,25 @@ def test_a_municipality_files_routing_section_is_named_in_the_error(tmp_path: Pa
 
     with pytest.raises(RouteFileError, match=r"routing\.routes: List should have at least"):
         tree_from_file(path, Shifts())
+
+
+def test_a_yaml_error_in_the_municipality_file_never_quotes_its_line(tmp_path: Path) -> None:
+    # The municipality file holds names and addresses; the refusal is logged.
+    path = tmp_path / "municipality.yaml"
+    write(path, "municipality: Demo\nareas: []\n", 1)
+    watcher = RouteWatcher(path, Shifts())
+    write(path, "municipality: Demo\ncustomers:\n  - address: Tibblevägen 12: uppgång B\n", 2)
+
+    assert watcher.poll() is None
+    assert "line 3" in (watcher.last_error or "")
+    assert "Tibblevägen" not in (watcher.last_error or "")
+
+
+def test_a_file_nested_too_deeply_is_refused_not_raised(tmp_path: Path) -> None:
+    path = tmp_path / "routes.yaml"
+    write(path, NIGHT_ONLY, 1)
+    watcher = RouteWatcher(path, Shifts())
+    write(path, "routes: " + "[" * 5000 + "]" * 5000 + "\n", 2)
+
+    assert watcher.poll() is None
+    assert watcher.last_error is not None

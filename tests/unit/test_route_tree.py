@@ -104,6 +104,8 @@ def test_holidays_weekdays_matchers_and_continue() -> None:
      "routes[0] (a): unknown time interval 'evening'"),
     ({"time_intervals": {"x": [{"times": ["7-22"]}]},
       "routes": [{"name": "a", "to": "day_provider"}]}, "'7-22' is not a time range"),
+    ({"time_intervals": {"x": [{"times": ["22:00-24:30"]}]},
+      "routes": [{"name": "a", "to": "day_provider"}]}, "'22:00-24:30' is not a time range"),
     ({"routes": [{"name": "a", "to": "team:"}]}, "is not a target"),
     ({"routes": [{"name": "a", "to": "team:a/b"}]}, "is not a target"),
     ({"routes": [{"name": "a", "to": "patrol"}]}, "is not a target"),

@@ -7,7 +7,7 @@ template file, and each test gets its own copy of that file in its tmp_path.
 from __future__ import annotations
 
 import shutil
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -58,6 +58,21 @@ def empty_db(_templates: dict[str, Path], tmp_path: Path) -> Iterator[Database]:
 def db(_templates: dict[str, Path], tmp_path: Path) -> Iterator[Database]:
     """A migrated database holding the shipped configuration's registry."""
     yield from _copy(_templates["shipped"], tmp_path)
+
+
+@pytest.fixture
+def restart(db: Database) -> Iterator[Callable[[], Database]]:
+    """Simulate a crash: a new Database on the same file, nothing in memory carried over."""
+    opened: list[Database] = []
+
+    def restarted() -> Database:
+        db.close()
+        opened.append(Database(db.url))
+        return opened[-1]
+
+    yield restarted
+    for database in opened:
+        database.close()
 
 
 # The DC-09 transport tests: the codec, and the real Ingest running on an empty

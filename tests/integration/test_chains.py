@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -73,20 +73,6 @@ def pending(db: Database) -> list[tuple[str, int | None]]:
     return db.transaction(lambda s: sorted(
         (d.kind, d.step) for d in s.execute(select(Deadline).where(
             Deadline.fired_at.is_(None), Deadline.cancelled_at.is_(None))).scalars()))
-
-
-@pytest.fixture
-def restart(db: Database) -> Iterator[Callable[[], Database]]:
-    opened: list[Database] = []
-
-    def restarted() -> Database:
-        db.close()
-        opened.append(Database(db.url))
-        return opened[-1]
-
-    yield restarted
-    for database in opened:
-        database.close()
 
 
 # -- the call chain ----------------------------------------------------------------

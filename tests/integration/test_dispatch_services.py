@@ -7,7 +7,7 @@ Events go in as the gateway stores them (`append_events`) and are applied by
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from itertools import count
 from typing import Any
@@ -628,21 +628,6 @@ def test_accepting_after_call_out_adds_no_second_reminder(
 
 
 # -- a crash: nothing in memory survives, the deadlines in the database do ------------
-
-
-@pytest.fixture
-def restart(db: Database) -> Iterator[Callable[[], Database]]:
-    """Simulate a crash: a new Database on the same file, nothing in memory carried over."""
-    opened: list[Database] = []
-
-    def restarted() -> Database:
-        db.close()
-        opened.append(Database(db.url))
-        return opened[-1]
-
-    yield restarted
-    for database in opened:
-        database.close()
 
 
 def test_overdue_reminder_fires_once_after_a_restart(

@@ -299,6 +299,8 @@ def cmd_routes_explain(settings: Settings, args: argparse.Namespace) -> int:
     db.close()
     print(explained.team.code if explained.team else "-")
     print(f"route: {explained.route or 'none'} ({explained.reason.value})")
+    if explained.also_teams:  # continue routes: told of the alarm, not responsible
+        print(f"also told: {', '.join(t.code for t in explained.also_teams)}")
     for line in explained.why:
         print(f"  {line}")
     return 0

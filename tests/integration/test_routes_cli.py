@@ -103,11 +103,12 @@ def test_dispatch_routes_new_alarms_by_the_configured_tree(db: Database) -> None
 def test_explain_asks_the_routing_file_the_service_routes_by(
         trygg: Trygg, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     routes = tmp_path / "routes.yaml"
-    routes.write_text("routes:\n  - {name: urgent, to: 'team:trygga-hander'}\n",
-                      encoding="utf-8")
+    routes.write_text("routes:\n  - {name: tell the night, to: night_patrol, continue: true}\n"
+                      "  - {name: urgent, to: 'team:trygga-hander'}\n", encoding="utf-8")
     monkeypatch.setenv("TRYGG_ROUTING_FILE", str(routes))
 
     code, out, _ = trygg("routes", "explain", "100008", "2026-11-30T12:00:00+01:00")
 
     assert code == 0
-    assert out.splitlines()[:2] == ["trygga-hander", "route: urgent (named_team)"]
+    assert out.splitlines()[:3] == ["trygga-hander", "route: urgent (named_team)",
+                                    "also told: nattpatrull-bro"]

@@ -456,6 +456,62 @@ def _load(session: Session, alarm_id: int) -> Alarm:
     return alarm
 
 
+class AlreadyOpen(TryggError):
+    """The site has an open alarm already: act on that one."""
+
+    def __init__(self, alarm_id: int) -> None:
+        super().__init__(f"alarm {alarm_id} is open for this site already: act on it")
+        self.alarm_id = alarm_id
+
+
+class UnknownSite(TryggError):
+    def __init__(self, code: str) -> None:
+        super().__init__(f"no site {code!r}, or it has no base unit")
+        self.code = code
+
+
+def raise_by_phone(session: Session, site_code: str, reason: str, actor: str,
+                   now: datetime, rules: DispatchRules, priority: int = 5) -> Alarm:
+    """An alarm the operator raises: the customer phoned the centre, or the unit is
+    broken and could not raise one. It is routed and called out as a press at the
+    site's base unit would be, and the responder checks in from the phone (`/m/`)."""
+    reason = reason.strip()
+    if not reason:
+        raise lifecycle.MissingReason("a reason is required to raise an alarm by phone")
+    site = session.execute(select(Site).where(Site.code == site_code).options(
+        selectinload(Site.devices), selectinload(Site.customer)
+        .selectinload(Customer.day_provider))).scalar_one_or_none()
+    unit = next((d for d in site.devices if d.kind == "base_unit"), None) if site else None
+    if site is None or unit is None:
+        raise UnknownSite(site_code)
+    # One open alarm per unit, as for a press: a second would split the follow-up.
+    existing = session.execute(select(Alarm.id).where(
+        Alarm.cid == unit.cid, Alarm.state.in_(OPEN_STATES))).scalar()
+    if existing is not None:
+        raise AlreadyOpen(existing)
+    customer = site.customer
+    day_provider = orders.day_provider_at(session, customer, now) \
+        if customer.id in orders.customers_changing_provider(session) \
+        else (customer.day_provider.code if customer.day_provider else None)
+    decision = decide(rules.route_tree, Facts(area=site.area_code, provider=day_provider,
+                                              site_kind=site.kind, priority=priority),
+                      now, SqlTeamDirectory(session))
+    alarm = Alarm(cid=unit.cid, priority=priority, unknown_device=False, site_id=site.id,
+                  customer_id=customer.id)
+    _freeze(alarm, decision, _team(session, decision.team.id) if decision.team else None,
+            now, rules)
+    session.add(alarm)
+    lifecycle.receive(alarm, now, actor)
+    lifecycle.note(alarm, "raised_by_phone", now, actor, reason)
+    session.flush()
+    if alarm.team_code is not None:
+        _call_out(session, alarm, now, "system", rules)
+    else:
+        escalation.start_escalation(session, alarm, now, rules.timers)
+    _schedule_handover(session, alarm, now, rules)
+    return alarm
+
+
 def lock_alarm(session: Session, alarm_id: int) -> Alarm:
     """The alarm, its row locked for this transaction (PostgreSQL; SQLite has one writer),
     read fresh: the timer sweep takes alarm rows in the same order, alarm before its

@@ -186,6 +186,31 @@ async def _view(state: AppState, user: Principal, alarm_id: int) -> dict[str, An
     return view
 
 
+class RaiseIn(BaseModel):
+    site: Text = Field(max_length=64, description="the site's code, e.g. K-1001-1")
+    reason: Text = Field(max_length=2000,
+                         description="why: the customer phoned, the unit is broken, ...")
+    priority: int = Field(default=5, ge=0, le=9)
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+async def raise_alarm(body: RaiseIn, state: StateDep, user: Operator) -> dict[str, Any]:
+    """Raise an alarm by hand: the customer phoned the centre, or the unit is broken and
+    could not. Routed and called out as a press at the site's base unit; the responder
+    checks in and out from the phone. 409 if the site has an open alarm already."""
+    now = state.clock.now()
+    try:
+        alarm_id = await state.db.write(lambda s: services.raise_by_phone(
+            s, body.site, body.reason, user.name, now, state.rules, body.priority).id)
+    except services.UnknownSite as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+    except services.AlreadyOpen as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+    TRANSITIONS.labels("raise_by_phone").inc()
+    await state.dispatcher.changed([alarm_id])
+    return masked(await _view(state, user, alarm_id))
+
+
 @router.get("/{alarm_id}")
 async def get_alarm(alarm_id: int, request: Request, state: StateDep,
                     user: Reader) -> dict[str, Any]:

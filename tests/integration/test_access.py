@@ -81,6 +81,7 @@ RULES: dict[tuple[str, str], set[str]] = {
     ("GET", "/api/alarms/{alarm_id}"): READERS,
     ("POST", "/api/alarms/{alarm_id}/reveal"): OPS,
     ("POST", "/api/alarms/{alarm_id}/call-out"): OPS,
+    ("POST", "/api/alarms"): OPS,
     ("POST", "/api/alarms/{alarm_id}/accept"): {"operator", "responder"},
     ("POST", "/api/alarms/{alarm_id}/decline"): {"operator", "responder"},
     ("POST", "/api/alarms/{alarm_id}/on-my-way"): {"responder"},

@@ -221,3 +221,29 @@ def test_a_reminder_from_before_the_chains_keeps_the_45_and_60_minute_steps(
         (T0 + timedelta(minutes=45)).isoformat(), (T0 + timedelta(minutes=60)).isoformat())
 
 
+
+
+async def test_the_operator_raises_an_alarm_by_phone_through_the_api(db: Database) -> None:
+    clock = FakeClock(T0)
+    token = db.transaction(lambda s: add_user(s, "operator-1", "operator", clock.now()))
+
+    async def publish(topic: str, payload: str, *, retain: bool = False) -> None:
+        return None
+
+    app = create_app(AppState(
+        db=db, clock=clock, rules=RULES, live=LiveFeed(),
+        dispatcher=Dispatcher(db, clock, RULES, LiveFeed(), publish=publish),
+        settings=Settings()))
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://trygg", headers=headers) as client:
+        raised = await client.post("/api/alarms", json={
+            "site": "K-1002-1", "reason": "the unit is broken; the customer phoned"})
+        again = await client.post("/api/alarms", json={"site": "K-1002-1", "reason": "x"})
+        unknown = await client.post("/api/alarms", json={"site": "nowhere", "reason": "x"})
+        blank = await client.post("/api/alarms", json={"site": "K-1002-1", "reason": " "})
+
+    assert raised.status_code == 201
+    assert (raised.json()["state"], raised.json()["team"]["code"]) == (
+        "called_out", "solrosen-bro")
+    assert (again.status_code, unknown.status_code, blank.status_code) == (409, 404, 422)

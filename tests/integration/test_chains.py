@@ -611,3 +611,39 @@ def test_a_continue_routes_team_is_told_and_not_made_responsible(
     assert [t for t, _ in messages(db)] == [
         "trygg/v1/team/solrosen-kungsangen/callout",
         "trygg/v1/team/nattpatrull-kungsangen/notice"]
+
+
+# -- an alarm raised by phone (no press: the customer phoned, the unit is broken) ------
+
+
+def test_an_alarm_raised_by_phone_is_routed_and_called_out_like_a_press(
+        db: Database, clock: FakeClock) -> None:
+    now = clock.now()
+    raised = db.transaction(lambda s: services.raise_by_phone(
+        s, "K-1001-1", "the customer phoned: the pendant does not work", "operator-1", now,
+        RULES).id)
+    clock.advance(minutes(12))
+    later = clock.now()
+    db.transaction(lambda s: services.check_in_by_responder(s, raised, "Maria Holm", later))
+
+    alarm = only_alarm(db)
+    assert (alarm["cid"], alarm["team"]["code"], alarm["route_reason"]) == (
+        "100001", "solrosen-kungsangen", "day_provider")
+    assert [e["note"] for e in log_of(alarm, "raised_by_phone")] == [
+        "the customer phoned: the pendant does not work"]
+    assert callouts(db) == [("solrosen-kungsangen", "Maria Holm")]
+    assert (alarm["kvittering"], alarm["arrival_seconds"]) == ("responder", 720)
+
+
+def test_an_alarm_is_not_raised_by_phone_twice_nor_for_an_unknown_site(
+        db: Database, clock: FakeClock) -> None:
+    deliver(db, clock, event(EventKind.ALARM))
+    now = clock.now()
+
+    with pytest.raises(services.AlreadyOpen):
+        db.transaction(lambda s: services.raise_by_phone(s, "K-1001-1", "phoned", "op",
+                                                         now, RULES))
+    with pytest.raises(services.UnknownSite):
+        db.transaction(lambda s: services.raise_by_phone(s, "K-9999-1", "phoned", "op",
+                                                         now, RULES))
+    assert len(alarms(db)) == 1

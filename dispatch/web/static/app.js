@@ -2,9 +2,10 @@
 // views of the other roles (device health, orders, users, the audit log) beside it.
 // Plain ES modules, no build step, nothing loaded from outside this server.
 //
-// The session is an HttpOnly cookie set by POST /api/session: the page never holds its
-// secret and keeps nothing about it in the browser's storage. Any 401, or the stream's
-// "signed_out", means the session ended: back to the sign-in page.
+// The session is an HttpOnly cookie set by POST /api/session (session.js, shared with the
+// phone page): the page never holds its secret and keeps nothing about it in the
+// browser's storage. Any 401, or the stream's "signed_out", means the session ended:
+// back to the sign-in page.
 
 import {
   AWAITING_CHECK_IN, KVITTERING_LABEL, ROUTE_LABEL, SHIFT_LABEL, STANDARD_VISIT_S, STATE_LABEL,
@@ -12,18 +13,18 @@ import {
   duration, errorText, isBehind, isOpen,
 } from "./model.js";
 import { h, hidden } from "./dom.js";
+import { createActiveList } from "./activelist.js";
 import { createAudit } from "./audit.js";
 import { createHealth } from "./health.js";
 import { OWNER_LABEL, createOrders } from "./orders.js";
 import { createReports } from "./reports.js";
 import { VIEWS, mayDo, mayView, roleText, viewsOf } from "./roles.js";
+import { createSession, currentSession } from "./session.js";
 import { openStream } from "./stream.js";
 import { createUsers } from "./users.js";
 
 const SOUND_KEY = "trygg.sound";
 const OLD_TOKEN_KEY = "trygg.token"; // where versions that took a pasted token kept it
-const ENDED = "Your session has ended; sign in again.";
-const RESUME_RETRY_MS = 5000;
 const SAFETY_REFETCH_MS = 60000; // belt and braces next to the live feed
 const READY_POLL_MS = 15000;
 const NEW_HIGHLIGHT_MS = 12000;
@@ -36,7 +37,6 @@ const $ = (id) => document.getElementById(id);
 
 const S = {
   me: null, // who is signed in: {name, role, team, kind, expires_at}; null on the sign-in page
-  session: 0, // counts sign-ins in this tab: an answer to an earlier one's request is stale
   views: [], // the views the role may use, in tab order
   stream: null,
   conn: "connecting", // connecting | live | reconnecting
@@ -46,7 +46,6 @@ const S = {
   gone: new Map(), // id -> closed view, so a stale snapshot never brings one back
   cards: new Map(), // id -> { el, sig }
   fresh: new Map(), // id -> time it arrived live (highlight)
-  listFetches: new Set(), // ids touched live while a list fetch is in flight, per fetch
   timers: [],
   renderQueued: false,
   details: null, // id of the alarm open in the details dialog
@@ -57,7 +56,6 @@ const S = {
   // The door lock in the details dialog: {id, confirming: cid | null, busy, sent, error}.
   // The confirm step and the answer outlive the dialog's re-renders on live updates.
   lock: null,
-  resumeTimer: null,
   history: { cursor: null, seq: 0 }, // the closed list: next page, and which opening it is
   sound: localStorage.getItem(SOUND_KEY) === "on",
   audio: null,
@@ -83,183 +81,24 @@ function setServerTime(offsetMs) {
   S.clock?.keep();
 }
 
-// -- HTTP -------------------------------------------------------------------------------------
+// -- the session ------------------------------------------------------------------------------
 
-class SignedOut extends Error {}
+// Tabs of one browser share the session cookie: one signing in or out tells the others,
+// which then ask the server (the message carries nothing but "look again").
+const tabs = "BroadcastChannel" in window ? new BroadcastChannel("trygg.session") : null;
+const tellOtherTabs = () => tabs?.postMessage("session-changed");
 
-/** Call the API with the session cookie. A 401 while signed in ends the session here too. */
-async function api(path, { method = "GET", body } = {}) {
-  const session = S.session;
-  const headers = {};
-  if (body !== undefined) headers["Content-Type"] = "application/json";
-  let res;
-  try {
-    res = await fetch(path, {
-      method, headers, credentials: "same-origin", cache: "no-store",
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-  } catch {
-    return { ok: false, status: 0, body: null, network: true };
-  }
-  let data = null;
-  try {
-    data = await res.json();
-  } catch {
-    data = null;
-  }
-  // An answer to a request of an earlier sign-in (another user, maybe): dropped unseen.
-  if (session !== S.session) throw new SignedOut();
-  if (res.status === 401 && S.me) {
-    sessionEnded();
-    throw new SignedOut();
-  }
-  if (res.status === 403 && S.me) recheckSession();
-  return { ok: res.ok, status: res.status, body: data };
-}
-
-/** What the server says about the session: {status, me}; status 0 if it did not answer. */
-async function currentSession() {
-  try {
-    const res = await fetch("/api/session", { credentials: "same-origin", cache: "no-store" });
-    return { status: res.status, me: res.ok ? await res.json() : null };
-  } catch {
-    return { status: 0, me: null };
-  }
-}
-
-// -- sign-in ----------------------------------------------------------------------------------
-
-function showSignIn(notice) {
-  $("app").hidden = true;
-  $("signin").hidden = false;
-  const n = $("signin-notice");
-  n.hidden = !notice;
-  n.textContent = notice || "";
-  clearSigninError();
-  $("signin-name").value = "";
-  $("signin-password").value = "";
-  document.title = "Sign in — Trygg";
-  S.lastTitle = "";
-  $("signin-name").focus();
-}
-
-function clearSigninError() {
-  $("signin-error").hidden = true;
-  $("signin-error").textContent = "";
-  $("signin-name").removeAttribute("aria-invalid");
-  $("signin-password").removeAttribute("aria-invalid");
-}
-
-function signinError(text, field) {
-  const e = $("signin-error");
-  e.textContent = text;
-  e.hidden = false;
-  if (field) {
-    field.setAttribute("aria-invalid", "true");
-    field.focus();
-  }
-}
-
-/** "Too many failed sign-ins ...; try again in 15 minutes (at 10:47)." */
-function lockedText(res, body) {
-  const wait = Number(res.headers.get("Retry-After"));
-  const detail = errorText(body, "");
-  const text = detail
-    ? detail.charAt(0).toUpperCase() + detail.slice(1)
-    : `Too many failed sign-ins. Try again in ${Math.max(1, Math.ceil(wait / 60))} minutes`;
-  return Number.isFinite(wait) && wait > 0
-    ? `${text} (at ${clockTime(new Date(Date.now() + wait * 1000).toISOString()).slice(0, 5)}).`
-    : `${text}.`;
-}
-
-async function onSignIn(event) {
-  event.preventDefault();
-  const nameField = $("signin-name");
-  const passwordField = $("signin-password");
-  const name = nameField.value.trim();
-  const password = passwordField.value;
-  clearSigninError();
-  if (!name) {
-    signinError("Enter your name.", nameField);
-    return;
-  }
-  if (!password) {
-    signinError("Enter your password.", passwordField);
-    return;
-  }
-  const button = $("signin-button");
-  button.disabled = true;
-  button.textContent = "Signing in…";
-  try {
-    let res;
-    try {
-      res = await fetch("/api/session", {
-        method: "POST", credentials: "same-origin", cache: "no-store",
-        headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ name, password }),
-      });
-    } catch {
-      signinError("Cannot reach the Trygg server. Check the network and try again.", passwordField);
-      return;
-    }
-    let body = null;
-    try {
-      body = await res.json();
-    } catch {
-      body = null;
-    }
-    passwordField.value = "";
-    if (res.ok && body) {
-      // The answer carries the session's secret for scripts; the page has the cookie and
-      // keeps only who signed in.
-      const { token: _secret, idle_timeout_s: _idle, ...me } = body;
-      startApp(me);
-      tellOtherTabs();
-    } else if (res.status === 401) {
-      signinError("Wrong name or password. Check both and try again.", passwordField);
-    } else if (res.status === 403) {
-      signinError("This user is disabled. Ask an administrator to enable it.", nameField);
-    } else if (res.status === 429) {
-      signinError(lockedText(res, body), passwordField);
-    } else if (res.status === 422) {
-      signinError(errorText(body, "Check the name and the password."), nameField);
-    } else {
-      signinError(`The server could not sign you in (${res.status}). Try again.`, passwordField);
-    }
-  } finally {
-    button.disabled = false;
-    button.textContent = "Sign in";
-  }
-}
-
-/** The sign-out button: end the session on the server, then the sign-in page. */
-async function signOut() {
-  const button = $("signout");
-  button.disabled = true;
-  let res;
-  try {
-    res = await fetch("/api/session", { method: "DELETE", credentials: "same-origin", cache: "no-store" });
-  } catch {
-    res = null;
-  } finally {
-    button.disabled = false;
-  }
-  if (!res || (!res.ok && res.status !== 401)) { // 401: it had ended already
-    toast(res ? `The server could not sign you out (${res.status}). You are still signed in; try again.`
-      : "Cannot reach the server: you are still signed in. Try again.", "error");
-    return;
-  }
-  stopApp();
-  showSignIn("You have signed out.");
-  tellOtherTabs();
-}
-
-/** The server no longer accepts the session: expired, idle, revoked or the user disabled. */
-function sessionEnded() {
-  if (!S.me) return;
-  stopApp();
-  showSignIn(ENDED);
-}
+const session = createSession({
+  title: "Sign in — Trygg",
+  me: () => S.me,
+  start: startApp,
+  stop: stopApp,
+  say: (text) => toast(text, "error"),
+  forbidden: recheckSession,
+  changed: tellOtherTabs,
+});
+const { call } = session;
+const activeList = createActiveList(call);
 
 /**
  * Ask again whom the cookie signs in, and follow: a 403 may mean an admin changed this
@@ -272,10 +111,10 @@ async function recheckSession() {
   try {
     const { status, me } = await currentSession();
     if (status === 401) {
-      sessionEnded();
+      session.ended();
     } else if (me && (!S.me || me.name !== S.me.name || me.role !== S.me.role || me.team !== S.me.team)) {
       const sameName = S.me?.name === me.name;
-      startApp(me);
+      session.enter(me);
       toast(sameName ? `Your role is now ${roleText(me)}.` : `Signed in as ${me.name} (in another tab).`);
     }
   } finally {
@@ -283,16 +122,10 @@ async function recheckSession() {
   }
 }
 
-// Tabs of one browser share the session cookie: one signing in or out tells the others,
-// which then ask the server (the message carries nothing but "look again").
-const tabs = "BroadcastChannel" in window ? new BroadcastChannel("trygg.session") : null;
-const tellOtherTabs = () => tabs?.postMessage("session-changed");
-
 // -- the console ------------------------------------------------------------------------------
 
 function startApp(me) {
   stopApp();
-  clearTimeout(S.resumeTimer);
   S.me = me;
   S.views = viewsOf(me.role);
   S.clock = newServerClock();
@@ -314,7 +147,7 @@ function startApp(me) {
     },
     onEvent: onStreamEvent,
     onDown: ({ attempt, retryInMs }) => setConn("reconnecting", { attempt, retryInMs }),
-    onUnauthorized: sessionEnded,
+    onUnauthorized: session.ended,
   });
   if (queue) {
     loadList();
@@ -329,7 +162,6 @@ function startApp(me) {
 }
 
 function stopApp() {
-  S.session += 1; // whatever is still on its way belongs to the session that ends here
   if (S.stream) S.stream.stop();
   S.stream = null;
   S.timers.forEach(clearInterval);
@@ -341,6 +173,7 @@ function stopApp() {
   reports.stop();
   S.me = null;
   S.views = [];
+  S.lastTitle = ""; // the sign-in form's title, or the next session's, is written next
   S.alarms.clear();
   S.gone.clear();
   S.cards.clear();
@@ -391,7 +224,7 @@ function onStreamEvent(name, data) {
     // First estimate; the list fetch that follows refines it (it times the round trip).
     if (data.server_time) setServerTime(Date.parse(data.server_time) - Date.now());
   } else if (name === "alarm" && data.alarm) {
-    for (const touched of S.listFetches) touched.add(data.alarm.id);
+    activeList.sawLive(data.alarm.id);
     upsert(data.alarm, true);
   } else if (name === "health") {
     health.changed(); // "look again", maybe hundreds a second in a power cut: reload, spaced out
@@ -399,35 +232,18 @@ function onStreamEvent(name, data) {
     loadList();
     health.changed();
   } else if (name === "signed_out") {
-    sessionEnded();
+    session.ended();
   }
 }
 
 async function loadList() {
-  const touched = new Set();
-  S.listFetches.add(touched);
-  const sent = Date.now();
-  let res;
-  try {
-    res = await api("/api/alarms?scope=active");
-  } catch (e) {
-    if (e instanceof SignedOut) return;
-    throw e;
-  } finally {
-    S.listFetches.delete(touched);
-  }
-  if (!res.ok || !S.me) return;
-  const received = Date.now();
-  setServerTime(Date.parse(res.body.server_time) - (sent + received) / 2);
-  const listed = new Set();
-  for (const view of res.body.alarms) {
-    listed.add(view.id);
-    upsert(view, false);
-  }
-  // Held but not listed: closed meanwhile (by someone else, or while we were away),
-  // unless it came in live while the list was on its way.
+  const list = await activeList.fetch();
+  if (!list || !S.me) return;
+  setServerTime(list.offsetMs);
+  for (const view of list.alarms) upsert(view, false);
+  // Held but gone from the list: closed meanwhile (by someone else, or while we were away).
   for (const id of [...S.alarms.keys()]) {
-    if (!listed.has(id) && !touched.has(id)) S.alarms.delete(id);
+    if (list.lacks(id)) S.alarms.delete(id);
   }
   queueRender();
 }
@@ -805,9 +621,10 @@ function restoreFocus() {
   returnFocus = null;
 }
 
+/** POST an action on an alarm and show the alarm as it is now; null once signed out. */
 async function post(id, action, body) {
-  const res = await api(`/api/alarms/${id}/${action}`, { method: "POST", body });
-  if (res.ok) upsert(res.body, false);
+  const res = await call(`/api/alarms/${id}/${action}`, { method: "POST", body });
+  if (res?.ok) upsert(res.body, false);
   return res;
 }
 
@@ -823,10 +640,8 @@ async function simpleAction(id, action, button, done) {
   if (button) button.disabled = true;
   try {
     const res = await post(id, action, action === "call-out" ? undefined : {});
-    if (res.ok) toast(typeof done === "function" ? done(res.body) : done);
-    else toast(failureText(res), "error");
-  } catch (e) {
-    if (!(e instanceof SignedOut)) throw e;
+    if (res?.ok) toast(typeof done === "function" ? done(res.body) : done);
+    else if (res) toast(failureText(res), "error");
   } finally {
     if (button && button.isConnected) button.disabled = false;
   }
@@ -845,302 +660,187 @@ function formError(id, text) {
   e.hidden = !text;
 }
 
-function openAccept(id) {
-  const v = S.alarms.get(id);
-  if (!v) return;
-  const dialog = $("accept-dialog");
+// -- the dialogs of one line ----------------------------------------------------------------
+//
+// Accept, decline, phone kvittering, false alarm and visit reason each record one line
+// (a name or a reason) on one alarm. Their elements share ids by the dialog's name:
+// `${name}-dialog`, -form, -context, -error and -submit, and the field named here. Each
+// says what an empty field is told (none: it may be empty), the common reasons to offer
+// as buttons, what it sends and what it says once the server has it.
+
+const TEXT_DIALOGS = {
+  accept: {
+    field: "accept-name",
+    missing: "Write the name of the person who answered.",
+    send: (id, responder) => post(id, "accept", { responder }),
+    done: (id, responder) => toast(`Recorded: ${responder} answered alarm ${id}.`),
+  },
+  kvitt: {
+    field: "kvitt-reason",
+    missing: "A reason is required: write why the alarm is closed without kvittering on the unit.",
+    reasons: [
+      "Handled by phone with the customer; no visit needed.",
+      "False alarm: the customer confirmed on the phone that all is well.",
+      "Staff were on site; kvittering on the unit failed.",
+    ],
+    send: (id, reason) => post(id, "phone-kvittering", { reason }),
+    done: (id) => toast(`Alarm ${id} closed by phone kvittering.`),
+  },
+  decline: {
+    field: "decline-name",
+    missing: "Write the name of the person who declined.",
+    send: (id, responder) => post(id, "decline", { responder }),
+    done: declinedToast,
+  },
+  false: {
+    field: "false-reason",
+    missing: null,
+    send: (id, reason) => post(id, "false-alarm", { reason }),
+    done: (id) => toast(`Alarm ${id} closed as a false alarm; the team is told to stand down.`),
+  },
+  visit: {
+    field: "visit-reason",
+    missing: "A reason is required: write why the visit took longer than 15 minutes.",
+    reasons: [
+      "The customer had fallen and needed help up and a check for injuries.",
+      "Waited with the customer for the ambulance.",
+      "The customer was confused and could not be left alone until calm.",
+    ],
+    send: (id, reason) => post(id, "visit-reason", { reason }),
+    done: (id) => toast(`Visit reason saved for alarm ${id}.`),
+  },
+};
+
+/** Open dialog `name` for alarm `id`: its context line, no error, the field holding `value`. */
+function openTextDialog(name, id, context, value = "") {
+  const { field: fieldId, reasons } = TEXT_DIALOGS[name];
+  const dialog = $(`${name}-dialog`);
+  const field = $(fieldId);
   dialog.dataset.id = id;
-  $("accept-context").textContent = contextLine(v);
-  formError("accept-error", "");
-  const input = $("accept-name");
-  input.value = "";
-  input.removeAttribute("aria-invalid");
-  const picks = $("accept-callorder");
-  const names = $("accept-names");
-  picks.replaceChildren();
-  names.replaceChildren();
-  (v.call_order || []).forEach((member, index) => {
-    picks.append(h("li", {},
-      h("button", {
-        type: "button", class: "pick",
-        onclick: () => {
-          input.value = member.name;
-          input.dispatchEvent(new Event("input"));
-          input.focus();
-        },
-      },
-      h("span", { class: "pick-order" }, `${index + 1}`),
-      h("span", { class: "pick-name" }, member.name),
-      member.phone && h("span", { class: "pick-phone" }, member.phone))));
-    names.append(h("option", { value: member.name }));
-  });
-  $("accept-callorder-wrap").hidden = !(v.call_order || []).length;
+  $(`${name}-context`).textContent = context;
+  formError(`${name}-error`, "");
+  field.value = value;
+  field.removeAttribute("aria-invalid");
+  if (reasons && !dialog.querySelector(".chips")) field.before(reasonChips(field, reasons));
   dialog.showModal();
-  input.focus();
+  field.focus();
 }
 
-async function onAcceptSubmit(event) {
+/**
+ * Send what dialog `name` holds: an empty field that must not be is marked and said;
+ * otherwise the dialog closes once the server has it, or says why not and stays open.
+ */
+async function submitTextDialog(name, event) {
   event.preventDefault();
-  const dialog = $("accept-dialog");
+  const { field: fieldId, missing, send, done } = TEXT_DIALOGS[name];
+  const dialog = $(`${name}-dialog`);
   const id = Number(dialog.dataset.id);
-  const input = $("accept-name");
-  const responder = input.value.trim();
-  if (!responder) {
-    input.setAttribute("aria-invalid", "true");
-    formError("accept-error", "Write the name of the person who answered.");
-    input.focus();
-    return;
-  }
-  const submit = $("accept-submit");
-  submit.disabled = true;
-  try {
-    const res = await post(id, "accept", { responder });
-    if (res.ok) {
-      dialog.close();
-      toast(`Recorded: ${responder} answered alarm ${id}.`);
-    } else {
-      formError("accept-error", failureText(res));
-    }
-  } catch (e) {
-    if (!(e instanceof SignedOut)) throw e;
-  } finally {
-    submit.disabled = false;
-  }
-}
-
-const KVITT_SUGGESTIONS = [
-  "Handled by phone with the customer; no visit needed.",
-  "False alarm: the customer confirmed on the phone that all is well.",
-  "Staff were on site; kvittering on the unit failed.",
-];
-
-function openKvittering(id) {
-  const v = S.alarms.get(id);
-  if (!v) return;
-  const dialog = $("kvitt-dialog");
-  dialog.dataset.id = id;
-  $("kvitt-context").textContent = contextLine(v);
-  formError("kvitt-error", "");
-  const reason = $("kvitt-reason");
-  reason.value = "";
-  reason.removeAttribute("aria-invalid");
-  let chips = dialog.querySelector(".chips");
-  if (!chips) {
-    chips = h("div", { class: "chips", role: "group", "aria-label": "Common reasons" },
-      KVITT_SUGGESTIONS.map((text) => h("button", {
-        type: "button", class: "chip",
-        onclick: () => {
-          reason.value = text;
-          reason.dispatchEvent(new Event("input"));
-          reason.focus();
-        },
-      }, text)));
-    reason.before(chips);
-  }
-  dialog.showModal();
-  reason.focus();
-}
-
-async function onKvittSubmit(event) {
-  event.preventDefault();
-  const dialog = $("kvitt-dialog");
-  const id = Number(dialog.dataset.id);
-  const field = $("kvitt-reason");
-  const reason = field.value.trim();
-  if (!reason) {
+  const field = $(fieldId);
+  const value = field.value.trim();
+  if (!value && missing) {
     field.setAttribute("aria-invalid", "true");
-    formError("kvitt-error", "A reason is required: write why the alarm is closed without kvittering on the unit.");
+    formError(`${name}-error`, missing);
     field.focus();
     return;
   }
-  const submit = $("kvitt-submit");
+  const submit = $(`${name}-submit`);
   submit.disabled = true;
   try {
-    const res = await post(id, "phone-kvittering", { reason });
-    if (res.ok) {
+    const res = await send(id, value);
+    if (res?.ok) {
       dialog.close();
-      toast(`Alarm ${id} closed by phone kvittering.`);
-    } else {
-      formError("kvitt-error", failureText(res));
+      done(id, value, res.body);
+    } else if (res) {
+      formError(`${name}-error`, failureText(res));
     }
-  } catch (e) {
-    if (!(e instanceof SignedOut)) throw e;
   } finally {
     submit.disabled = false;
   }
 }
 
-/** The call order as buttons that fill `input` with a name; the one being called marked. */
-function callOrderPicks(v, picks, names, input) {
+/** Put `text` in a dialog's field, as if typed (its error clears), and go on there. */
+function fillWith(field, text) {
+  field.value = text;
+  field.dispatchEvent(new Event("input"));
+  field.focus();
+}
+
+/**
+ * The call order as buttons that fill the field of dialog `name` with a name, and as the
+ * field's suggestions; with `markCalling`, the one the chain calls now is marked.
+ */
+function showCallOrder(name, v, { markCalling }) {
+  const field = $(TEXT_DIALOGS[name].field);
+  const picks = $(`${name}-callorder`);
+  const names = $(`${name}-names`);
   picks.replaceChildren();
   names.replaceChildren();
   const order = v.call_order || [];
-  const now = v.calling && order.length ? (v.calling.step - 1) % order.length : -1;
+  const now = markCalling && v.calling && order.length ? (v.calling.step - 1) % order.length : -1;
   order.forEach((member, index) => {
     picks.append(h("li", {},
-      h("button", {
-        type: "button", class: "pick",
-        onclick: () => {
-          input.value = member.name;
-          input.dispatchEvent(new Event("input"));
-          input.focus();
-        },
-      },
-      h("span", { class: "pick-order" }, `${index + 1}`),
-      h("span", { class: "pick-name" }, member.name,
-        index === now && h("span", { class: "tag pick-now" }, "Calling now")),
-      member.phone && h("span", { class: "pick-phone" }, member.phone))));
+      h("button", { type: "button", class: "pick", onclick: () => fillWith(field, member.name) },
+        h("span", { class: "pick-order" }, `${index + 1}`),
+        h("span", { class: "pick-name" }, member.name,
+          index === now && h("span", { class: "tag pick-now" }, "Calling now")),
+        member.phone && h("span", { class: "pick-phone" }, member.phone))));
     names.append(h("option", { value: member.name }));
   });
-  return order.length > 0;
+  $(`${name}-callorder-wrap`).hidden = !order.length;
+}
+
+/** Buttons that each put a common reason in `field`. */
+function reasonChips(field, reasons) {
+  return h("div", { class: "chips", role: "group", "aria-label": "Common reasons" },
+    reasons.map((text) => h("button", { type: "button", class: "chip", onclick: () => fillWith(field, text) },
+      text)));
+}
+
+function openAccept(id) {
+  const v = S.alarms.get(id);
+  if (!v) return;
+  showCallOrder("accept", v, { markCalling: false });
+  openTextDialog("accept", id, contextLine(v));
+}
+
+function openKvittering(id) {
+  const v = S.alarms.get(id);
+  if (v) openTextDialog("kvitt", id, contextLine(v));
 }
 
 function openDecline(id) {
   const v = viewOf(id);
   if (!v) return;
-  const dialog = $("decline-dialog");
-  dialog.dataset.id = id;
-  $("decline-context").textContent = [contextLine(v), callingText(v)].filter(Boolean).join(" · ");
-  formError("decline-error", "");
-  const input = $("decline-name");
-  input.value = v.calling?.name || ""; // most often the one the chain is calling now
-  input.removeAttribute("aria-invalid");
-  $("decline-callorder-wrap").hidden = !callOrderPicks(v, $("decline-callorder"), $("decline-names"), input);
-  dialog.showModal();
-  input.focus();
-  input.select();
+  showCallOrder("decline", v, { markCalling: true });
+  // Most often the one the chain is calling now declined.
+  openTextDialog("decline", id, [contextLine(v), callingText(v)].filter(Boolean).join(" · "),
+    v.calling?.name || "");
+  $("decline-name").select();
 }
 
-async function onDeclineSubmit(event) {
-  event.preventDefault();
-  const dialog = $("decline-dialog");
-  const id = Number(dialog.dataset.id);
-  const input = $("decline-name");
-  const responder = input.value.trim();
-  if (!responder) {
-    input.setAttribute("aria-invalid", "true");
-    formError("decline-error", "Write the name of the person who declined.");
-    input.focus();
-    return;
-  }
-  const submit = $("decline-submit");
-  submit.disabled = true;
-  try {
-    const res = await post(id, "decline", { responder });
-    if (res.ok) {
-      dialog.close();
-      const next = callingText(res.body);
-      const outOfNames = (res.body.attention || []).includes("no_answer");
-      toast(`Recorded: ${responder} declined alarm ${id}. ` +
-        (next ? `${next}.` : outOfNames ? "Nobody of the call order is left: call the team." : ""),
-      outOfNames ? "error" : "info");
-    } else {
-      formError("decline-error", failureText(res));
-    }
-  } catch (e) {
-    if (!(e instanceof SignedOut)) throw e;
-  } finally {
-    submit.disabled = false;
-  }
+/** After a decline: whom the chain calls now, or that nobody of the call order is left. */
+function declinedToast(id, responder, view) {
+  const next = callingText(view);
+  const outOfNames = (view.attention || []).includes("no_answer");
+  toast(`Recorded: ${responder} declined alarm ${id}. ` +
+    (next ? `${next}.` : outOfNames ? "Nobody of the call order is left: call the team." : ""),
+  outOfNames ? "error" : "info");
 }
 
 function openFalseAlarm(id) {
   const v = viewOf(id);
-  if (!v) return;
-  const dialog = $("false-dialog");
-  dialog.dataset.id = id;
-  $("false-context").textContent = contextLine(v);
-  formError("false-error", "");
-  $("false-reason").value = "";
-  dialog.showModal();
-  $("false-reason").focus();
+  if (v) openTextDialog("false", id, contextLine(v));
 }
-
-async function onFalseAlarmSubmit(event) {
-  event.preventDefault();
-  const dialog = $("false-dialog");
-  const id = Number(dialog.dataset.id);
-  const reason = $("false-reason").value.trim();
-  const submit = $("false-submit");
-  submit.disabled = true;
-  try {
-    const res = await post(id, "false-alarm", { reason });
-    if (res.ok) {
-      dialog.close();
-      toast(`Alarm ${id} closed as a false alarm; the team is told to stand down.`);
-    } else {
-      formError("false-error", failureText(res));
-    }
-  } catch (e) {
-    if (!(e instanceof SignedOut)) throw e;
-  } finally {
-    submit.disabled = false;
-  }
-}
-
-const VISIT_SUGGESTIONS = [
-  "The customer had fallen and needed help up and a check for injuries.",
-  "Waited with the customer for the ambulance.",
-  "The customer was confused and could not be left alone until calm.",
-];
 
 function openVisitReason(id) {
   const v = viewOf(id);
   if (!v) return;
-  const dialog = $("visit-dialog");
-  dialog.dataset.id = id;
-  $("visit-context").textContent = contextLine(v);
   $("visit-help").textContent = (v.visit_seconds != null
     ? `The visit took ${duration(v.visit_seconds)} (checked in ${clockTime(v.on_site_at).slice(0, 5)}, ` +
       `out ${clockTime(v.completed_at).slice(0, 5)}). `
     : "") + `Visits are paid as a standard ${STANDARD_VISIT_S / 60} minutes; a longer one needs a reason ` +
     "for the reimbursement. It goes into the audit trail.";
-  formError("visit-error", "");
-  const reason = $("visit-reason");
-  reason.value = "";
-  reason.removeAttribute("aria-invalid");
-  if (!dialog.querySelector(".chips")) {
-    reason.before(h("div", { class: "chips", role: "group", "aria-label": "Common reasons" },
-      VISIT_SUGGESTIONS.map((text) => h("button", {
-        type: "button", class: "chip",
-        onclick: () => {
-          reason.value = text;
-          reason.dispatchEvent(new Event("input"));
-          reason.focus();
-        },
-      }, text))));
-  }
-  dialog.showModal();
-  reason.focus();
-}
-
-async function onVisitReasonSubmit(event) {
-  event.preventDefault();
-  const dialog = $("visit-dialog");
-  const id = Number(dialog.dataset.id);
-  const field = $("visit-reason");
-  const reason = field.value.trim();
-  if (!reason) {
-    field.setAttribute("aria-invalid", "true");
-    formError("visit-error", "A reason is required: write why the visit took longer than 15 minutes.");
-    field.focus();
-    return;
-  }
-  const submit = $("visit-submit");
-  submit.disabled = true;
-  try {
-    const res = await post(id, "visit-reason", { reason });
-    if (res.ok) {
-      dialog.close();
-      toast(`Visit reason saved for alarm ${id}.`);
-    } else {
-      formError("visit-error", failureText(res));
-    }
-  } catch (e) {
-    if (!(e instanceof SignedOut)) throw e;
-  } finally {
-    submit.disabled = false;
-  }
+  openTextDialog("visit", id, contextLine(v));
 }
 
 // -- details ------------------------------------------------------------------------------
@@ -1165,14 +865,8 @@ async function refreshDetails() {
   const id = S.details;
   if (id == null) return;
   const seq = ++detailsSeq;
-  let res;
-  try {
-    res = await api(`/api/alarms/${id}`);
-  } catch (e) {
-    if (e instanceof SignedOut) return;
-    throw e;
-  }
-  if (seq !== detailsSeq || S.details !== id) return;
+  const res = await call(`/api/alarms/${id}`);
+  if (!res || seq !== detailsSeq || S.details !== id) return;
   if (!res.ok) {
     S.reveal = null;
     $("details-body").replaceChildren(h("p", { class: "form-error" }, failureText(res)));
@@ -1222,14 +916,11 @@ async function revealIdentity(button) {
   button.disabled = true;
   let res;
   try {
-    res = await api(`/api/alarms/${id}/reveal`, { method: "POST" });
-  } catch (e) {
-    if (e instanceof SignedOut) return;
-    throw e;
+    res = await call(`/api/alarms/${id}/reveal`, { method: "POST" });
   } finally {
     button.disabled = false;
   }
-  if (S.details !== id) return; // the dialog closed meanwhile: show nothing
+  if (!res || S.details !== id) return; // the dialog closed meanwhile: show nothing
   if (res.ok) {
     S.reveal = { id, data: res.body };
     if (S.detailsView) renderDetails(S.detailsView);
@@ -1313,14 +1004,8 @@ async function openLock(button) {
   if (id == null || !cid) return;
   S.lock = { id, confirming: cid, busy: true, sent: null, error: null };
   showLock();
-  let res;
-  try {
-    res = await api(`/api/alarms/${id}/open-lock`, { method: "POST", body: { cid } });
-  } catch (e) {
-    if (e instanceof SignedOut) return;
-    throw e;
-  }
-  if (S.details !== id) return; // the dialog closed meanwhile
+  const res = await call(`/api/alarms/${id}/open-lock`, { method: "POST", body: { cid } });
+  if (!res || S.details !== id) return; // the dialog closed meanwhile
   if (res.ok) {
     const b = res.body;
     S.lock = { id, confirming: null, busy: false, error: null,
@@ -1488,14 +1173,8 @@ async function loadHistory(fresh) {
   const cursor = S.history.cursor ? `&cursor=${encodeURIComponent(S.history.cursor)}` : "";
   more.disabled = true;
   $("history-status").textContent = "Loading…";
-  let res;
-  try {
-    res = await api(`/api/alarms?scope=closed&limit=${HISTORY_PAGE}${cursor}`);
-  } catch (e) {
-    if (e instanceof SignedOut) return;
-    throw e;
-  }
-  if (seq !== S.history.seq) return;
+  const res = await call(`/api/alarms?scope=closed&limit=${HISTORY_PAGE}${cursor}`);
+  if (!res || seq !== S.history.seq) return;
   more.disabled = false;
   if (!res.ok) {
     $("history-status").textContent = failureText(res);
@@ -1616,16 +1295,6 @@ function showView(moveFocus) {
 
 // -- wiring ---------------------------------------------------------------------------------
 
-/** `api`, or null once the session has ended (the sign-in page is showing by then). */
-async function call(path, opts) {
-  try {
-    return await api(path, opts);
-  } catch (e) {
-    if (e instanceof SignedOut) return null;
-    throw e;
-  }
-}
-
 function wire() {
   health = createHealth({
     call, serverNow, toast,
@@ -1642,26 +1311,17 @@ function wire() {
   reports = createReports({ call, serverNow, clockKnown: () => S.clock?.known ?? Promise.resolve() });
   reports.wire();
   window.addEventListener("hashchange", () => showView(true));
-  $("signin-form").addEventListener("submit", onSignIn);
-  for (const field of ["signin-name", "signin-password"]) {
-    $(field).addEventListener("input", () => $(field).removeAttribute("aria-invalid"));
-  }
-  $("signout").addEventListener("click", signOut);
+  session.wire();
   tabs?.addEventListener("message", recheckSession);
   $("queue").addEventListener("click", onQueueClick);
   $("history").addEventListener("toggle", () => { if ($("history").open) loadHistory(true); });
   $("history-more").addEventListener("click", () => loadHistory(false));
   $("history-list").addEventListener("click", onHistoryClick);
-  $("accept-form").addEventListener("submit", onAcceptSubmit);
-  $("kvitt-form").addEventListener("submit", onKvittSubmit);
-  $("decline-form").addEventListener("submit", onDeclineSubmit);
-  $("false-form").addEventListener("submit", onFalseAlarmSubmit);
-  $("visit-form").addEventListener("submit", onVisitReasonSubmit);
-  for (const [field, error] of [["accept-name", "accept-error"], ["kvitt-reason", "kvitt-error"],
-    ["decline-name", "decline-error"], ["false-reason", "false-error"], ["visit-reason", "visit-error"]]) {
+  for (const [name, { field }] of Object.entries(TEXT_DIALOGS)) {
+    $(`${name}-form`).addEventListener("submit", (event) => submitTextDialog(name, event));
     $(field).addEventListener("input", () => {
       $(field).removeAttribute("aria-invalid");
-      formError(error, "");
+      formError(`${name}-error`, "");
     });
   }
   $("details-actions").addEventListener("click", onDetailsAction);
@@ -1701,30 +1361,10 @@ function wire() {
   showSound();
 }
 
-/** On load, and while the server cannot be reached: the app if signed in, else sign-in. */
-async function resume() {
-  S.resumeTimer = null;
-  const { status, me } = await currentSession();
-  if (S.me) return; // signed in meanwhile
-  if (me) {
-    startApp(me);
-  } else if (status === 401) {
-    if ($("signin").hidden) showSignIn();
-    else $("signin-notice").hidden = true;
-  } else {
-    // The server is restarting or the network is down: the session may well be alive.
-    if ($("signin").hidden) showSignIn();
-    const n = $("signin-notice");
-    n.textContent = "Cannot reach the Trygg server. Trying again…";
-    n.hidden = false;
-    S.resumeTimer = setTimeout(resume, RESUME_RETRY_MS);
-  }
-}
-
 function boot() {
   sessionStorage.removeItem(OLD_TOKEN_KEY);
   wire();
-  resume();
+  session.resume();
 }
 
 boot();

@@ -4,18 +4,19 @@
 // Plain ES modules, no build step, nothing loaded from outside this server: phones on
 // a closed network must work as well.
 //
-// The session is the HttpOnly cookie of POST /api/session, as on the dashboard: the page
-// never holds its secret and keeps nothing in the browser's storage. Any 401, or the
-// stream's "signed_out", ends it here too: back to the sign-in form, nothing else shown.
+// The session is the HttpOnly cookie of POST /api/session, kept as on the dashboard
+// (session.js): the page never holds its secret and keeps nothing in the browser's
+// storage. Any 401, or the stream's "signed_out", ends it here too: back to the sign-in
+// form, nothing else shown.
 // The server decides what a responder may see (their own team's alarms, protected
 // identities masked) and do; this page only offers the buttons that make sense now.
 
+import { createActiveList } from "../activelist.js";
 import { h } from "../dom.js";
 import { clockTime, displayAddress, duration, errorText, isBehind } from "../model.js";
+import { createSession } from "../session.js";
 import { openStream } from "../stream.js";
 
-const ENDED = "Your session has ended; sign in again.";
-const RESUME_RETRY_MS = 5000;
 // The stream brings every change of the team's alarms; it cannot say that one left the
 // team (handed over at a shift change), so the list is fetched again now and then.
 const REFETCH_MS = 20000;
@@ -45,7 +46,6 @@ const $ = (id) => document.getElementById(id);
 
 const S = {
   me: null, // {name, role, team}; null on the sign-in form
-  session: 0, // counts sign-ins: an answer to an earlier one's request is dropped
   stream: null,
   conn: "connecting", // connecting | live | reconnecting
   offsetMs: 0, // server time minus this phone's
@@ -56,182 +56,34 @@ const S = {
   drafts: new Map(), // id -> the visit reason being typed (kept across live updates)
   busy: new Set(), // ids with a button's request on its way
   cards: new Map(), // id -> {el, sig}
-  listFetches: new Set(), // ids touched live while a list fetch is on its way, per fetch
   timers: [],
   renderQueued: false,
-  resumeTimer: null,
   lastTitle: "",
 };
 
 const serverNow = () => Date.now() + S.offsetMs;
 
-// -- HTTP -------------------------------------------------------------------------------------
-
-class SignedOut extends Error {}
-
-/** Call the API with the session cookie: {ok, status, body, network}. */
-async function api(path, { method = "GET", body } = {}) {
-  const session = S.session;
-  const headers = {};
-  if (body !== undefined) headers["Content-Type"] = "application/json";
-  let res;
-  try {
-    res = await fetch(path, {
-      method, headers, credentials: "same-origin", cache: "no-store",
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-  } catch {
-    return { ok: false, status: 0, body: null, network: true };
-  }
-  let data = null;
-  try {
-    data = await res.json();
-  } catch {
-    data = null;
-  }
-  if (session !== S.session) throw new SignedOut(); // an earlier sign-in's answer
-  if (res.status === 401 && S.me) {
-    sessionEnded();
-    throw new SignedOut();
-  }
-  return { ok: res.ok, status: res.status, body: data };
-}
-
-/** `api`, or null once the session has ended (the sign-in form is showing by then). */
-async function call(path, opts) {
-  try {
-    return await api(path, opts);
-  } catch (e) {
-    if (e instanceof SignedOut) return null;
-    throw e;
-  }
-}
-
-// -- sign-in ----------------------------------------------------------------------------------
-
-function showSignIn(notice) {
-  $("app").hidden = true;
-  $("signin").hidden = false;
-  const n = $("signin-notice");
-  n.hidden = !notice;
-  n.textContent = notice || "";
-  clearSigninError();
-  $("signin-name").value = "";
-  $("signin-password").value = "";
-  document.title = "Sign in — Trygg responder";
-  S.lastTitle = "";
-  $("signin-name").focus();
-}
-
-function clearSigninError() {
-  $("signin-error").hidden = true;
-  $("signin-error").textContent = "";
-  $("signin-name").removeAttribute("aria-invalid");
-  $("signin-password").removeAttribute("aria-invalid");
-}
-
-function signinError(text, field) {
-  const e = $("signin-error");
-  e.textContent = text;
-  e.hidden = false;
-  if (field) {
-    field.setAttribute("aria-invalid", "true");
-    field.focus();
-  }
-}
-
-async function onSignIn(event) {
-  event.preventDefault();
-  const nameField = $("signin-name");
-  const passwordField = $("signin-password");
-  const name = nameField.value.trim();
-  const password = passwordField.value;
-  clearSigninError();
-  if (!name) {
-    signinError("Enter your name.", nameField);
-    return;
-  }
-  if (!password) {
-    signinError("Enter your password.", passwordField);
-    return;
-  }
-  const button = $("signin-button");
-  button.disabled = true;
-  button.textContent = "Signing in…";
-  try {
-    let res;
-    try {
-      res = await fetch("/api/session", {
-        method: "POST", credentials: "same-origin", cache: "no-store",
-        headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ name, password }),
-      });
-    } catch {
-      signinError("Cannot reach the Trygg server. Check the network and try again.", passwordField);
-      return;
-    }
-    let body = null;
-    try {
-      body = await res.json();
-    } catch {
-      body = null;
-    }
-    passwordField.value = "";
-    if (res.ok && body) {
-      // The answer carries the session's secret for scripts: the page keeps only who.
-      const { token: _secret, idle_timeout_s: _idle, ...me } = body;
-      startApp(me);
-    } else if (res.status === 401) {
-      signinError("Wrong name or password. Check both and try again.", passwordField);
-    } else if (res.status === 403) {
-      signinError("This user is disabled. Ask an administrator to enable it.", nameField);
-    } else if (res.status === 429) {
-      signinError(`${capitalised(errorText(body, "too many failed sign-ins; try again later"))}.`,
-        passwordField);
-    } else if (res.status === 422) {
-      signinError(errorText(body, "Check the name and the password."), nameField);
-    } else {
-      signinError(`The server could not sign you in (${res.status}). Try again.`, passwordField);
-    }
-  } finally {
-    button.disabled = false;
-    button.textContent = "Sign in";
-  }
-}
+// -- the session ------------------------------------------------------------------------------
 
 const capitalised = (text) => text.charAt(0).toUpperCase() + text.slice(1);
 
-async function signOut() {
-  const button = $("signout");
-  button.disabled = true;
-  let res;
-  try {
-    res = await fetch("/api/session", { method: "DELETE", credentials: "same-origin", cache: "no-store" });
-  } catch {
-    res = null;
-  } finally {
-    button.disabled = false;
-  }
-  if (!res || (!res.ok && res.status !== 401)) { // 401: it had ended already
-    notice(res ? `The server could not sign you out (${res.status}). You are still signed in; try again.`
-      : "Cannot reach the server: you are still signed in. Try again.");
-    return;
-  }
-  stopApp();
-  showSignIn("You have signed out.");
-}
-
-function sessionEnded() {
-  if (!S.me) return;
-  stopApp();
-  showSignIn(ENDED);
-}
+const session = createSession({
+  title: "Sign in — Trygg responder",
+  me: () => S.me,
+  start: startApp,
+  stop: stopApp,
+  say: notice,
+  // A locked sign-in in the server's own words (the dashboard adds the time to try again).
+  locked: (_res, body) =>
+    `${capitalised(errorText(body, "too many failed sign-ins; try again later"))}.`,
+});
+const { call } = session;
+const activeList = createActiveList(call);
 
 // -- the list ---------------------------------------------------------------------------------
 
 function startApp(me) {
   stopApp();
-  clearTimeout(S.resumeTimer);
   S.me = me;
   $("signin").hidden = true;
   $("app").hidden = false;
@@ -256,7 +108,7 @@ function startApp(me) {
     },
     onEvent: onStreamEvent,
     onDown: ({ attempt, retryInMs }) => setConn("reconnecting", { attempt, retryInMs }),
-    onUnauthorized: sessionEnded,
+    onUnauthorized: session.ended,
   });
   loadList();
   S.timers.push(setInterval(() => { if (S.conn === "live") loadList(); }, REFETCH_MS));
@@ -265,12 +117,12 @@ function startApp(me) {
 }
 
 function stopApp() {
-  S.session += 1; // whatever is still on its way belongs to the session that ends here
   if (S.stream) S.stream.stop();
   S.stream = null;
   S.timers.forEach(clearInterval);
   S.timers = [];
   S.me = null;
+  S.lastTitle = ""; // the sign-in form's title, or the next session's, is written next
   for (const map of [S.alarms, S.gone, S.keys, S.notes, S.drafts, S.busy, S.cards]) map.clear();
   $("alarms").replaceChildren();
   $("banner-conn").hidden = true;
@@ -310,36 +162,23 @@ function onStreamEvent(name, data) {
   if (name === "hello") {
     if (data.server_time) S.offsetMs = Date.parse(data.server_time) - Date.now();
   } else if (name === "alarm" && data.alarm) {
-    for (const touched of S.listFetches) touched.add(data.alarm.id);
+    activeList.sawLive(data.alarm.id);
     upsert(data.alarm, true);
   } else if (name === "resync") {
     loadList();
   } else if (name === "signed_out") {
-    sessionEnded();
+    session.ended();
   }
 }
 
 async function loadList() {
-  const touched = new Set();
-  S.listFetches.add(touched);
-  const sent = Date.now();
-  let res;
-  try {
-    res = await call("/api/alarms?scope=active");
-  } finally {
-    S.listFetches.delete(touched);
-  }
-  if (!res || !res.ok || !S.me) return;
-  S.offsetMs = Date.parse(res.body.server_time) - (sent + Date.now()) / 2;
-  const listed = new Set();
-  for (const view of res.body.alarms) {
-    listed.add(view.id);
-    upsert(view, false);
-  }
-  // Held but not listed: closed, or handed to another team, unless it came in live while
-  // the list was on its way.
+  const list = await activeList.fetch();
+  if (!list || !S.me) return;
+  S.offsetMs = list.offsetMs;
+  for (const view of list.alarms) upsert(view, false);
+  // Held but gone from the list: closed, or handed to another team.
   for (const id of [...S.alarms.keys()]) {
-    if (!listed.has(id) && !touched.has(id)) forget(id);
+    if (list.lacks(id)) forget(id);
   }
   queueRender();
 }
@@ -705,40 +544,8 @@ function onListSubmit(event) {
 
 // -- start ------------------------------------------------------------------------------------
 
-/** On load, and while the server cannot be reached: the list if signed in, else sign-in. */
-async function resume() {
-  S.resumeTimer = null;
-  let status = 0;
-  let me = null;
-  try {
-    const res = await fetch("/api/session", { credentials: "same-origin", cache: "no-store" });
-    status = res.status;
-    me = res.ok ? await res.json() : null;
-  } catch {
-    status = 0;
-  }
-  if (S.me) return; // signed in meanwhile
-  if (me) {
-    startApp(me);
-  } else if (status === 401) {
-    if ($("signin").hidden) showSignIn();
-    else $("signin-notice").hidden = true;
-  } else {
-    // The server is restarting or the network is down: the session may well be alive.
-    if ($("signin").hidden) showSignIn();
-    const n = $("signin-notice");
-    n.textContent = "Cannot reach the Trygg server. Trying again…";
-    n.hidden = false;
-    S.resumeTimer = setTimeout(resume, RESUME_RETRY_MS);
-  }
-}
-
 function wire() {
-  $("signin-form").addEventListener("submit", onSignIn);
-  for (const field of ["signin-name", "signin-password"]) {
-    $(field).addEventListener("input", () => $(field).removeAttribute("aria-invalid"));
-  }
-  $("signout").addEventListener("click", signOut);
+  session.wire();
   $("alarms").addEventListener("click", onListClick);
   $("alarms").addEventListener("submit", onListSubmit);
   // A phone drops the network and sleeps: reconnect at once when either ends.
@@ -752,4 +559,4 @@ function wire() {
 }
 
 wire();
-resume();
+session.resume();

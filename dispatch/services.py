@@ -702,9 +702,10 @@ def fire_due(session: Session, now: datetime, rules: DispatchRules) -> Outcome:
     """Carry out due deadlines, once each, up to FIRE_BATCH. After a crash, overdue ones
     fire now.
 
-    Each step runs in a savepoint of its own: one that fails (a bug, a value the
-    database refuses) is set aside with its alarm flagged for the operator, and the
-    rest of the batch, every other alarm's chain, goes on.
+    The batch runs in one savepoint; if a step fails (a bug, a value the database
+    refuses) the batch is redone step by step, each in a savepoint of its own, and the
+    one that fails is set aside with its alarm flagged for the operator, while the rest
+    of the batch, every other alarm's chain, goes on.
     """
     due = session.execute(
         select(Deadline.id, Deadline.alarm_id)
@@ -735,30 +736,58 @@ def fire_due(session: Session, now: datetime, rules: DispatchRules) -> Outcome:
                    Deadline.step, Deadline.token)
         .execution_options(synchronize_session=False)).all() if ids else []
     fired = out.fired
-    # The batch's alarms in one query, not one each; their audit trails are only
-    # appended to here, so they are not loaded just to add an entry (as in _Batch).
-    for alarm in session.execute(select(Alarm).where(
-            Alarm.id.in_({row.alarm_id for row in claimed}))).scalars():
-        set_committed_value(alarm, "log", [])
-    for row in sorted(claimed, key=lambda d: (d.due_at, d.id)):
-        step = Fired()
-        try:
-            with session.begin_nested():
-                _fire_one(session, row, now, rules, step)
-        except Exception as exc:  # one step must not stop every alarm's timers
-            fired.failed += 1
-            log.error("chain_step_failed", deadline_id=row.id, alarm_id=row.alarm_id,
-                      kind=row.kind, error=type(exc).__name__)
-            _flag_failed_step(session, row.alarm_id, row.kind, now)
-            out.touch(row.alarm_id)
-        else:
-            fired.merge(step)
-            fired.alarm_ids.extend(step.alarm_ids)
+    steps = sorted(claimed, key=lambda d: (d.due_at, d.id))
+    # The batch's alarms in one query, not one each, held here for the batch (the
+    # session's identity map only holds them weakly); their audit trails are only
+    # appended to, so they are not loaded just to add an entry (as in _Batch).
+    held = _preload(session, steps)
+    try:
+        # The batch in one savepoint; only if a step fails is it redone step by step,
+        # each in its own, so the one that fails can be set aside (as for events).
+        with session.begin_nested():
+            batch = Fired()
+            for row in steps:
+                _fire_one(session, row, now, rules, batch)
+        fired.merge(batch)
+        fired.alarm_ids.extend(batch.alarm_ids)
+    except Exception:
+        log.warning("chain_batch_failed_retrying_one_by_one", steps=len(steps))
+        held = _preload(session, steps)
+        for row in steps:
+            _fire_alone(session, row, now, rules, out)
+    del held
     for alarm_id in fired.alarm_ids:
         out.touch(alarm_id)
     fired.alarm_ids.clear()
     out.more = len(due) == FIRE_BATCH  # more may be due: the sweep goes on at once
     return out
+
+
+def _preload(session: Session, steps: Sequence[Any]) -> list[Alarm]:
+    alarms = list(session.execute(select(Alarm).where(
+        Alarm.id.in_({row.alarm_id for row in steps}))).scalars())
+    for alarm in alarms:
+        set_committed_value(alarm, "log", [])
+    return alarms
+
+
+def _fire_alone(session: Session, row: Any, now: datetime, rules: DispatchRules,
+                out: Outcome) -> None:
+    """One step in its own savepoint: one that fails is set aside, its alarm flagged,
+    and the rest of the batch, every other alarm's chain, goes on."""
+    fired, step = out.fired, Fired()
+    try:
+        with session.begin_nested():
+            _fire_one(session, row, now, rules, step)
+    except Exception as exc:
+        fired.failed += 1
+        log.error("chain_step_failed", deadline_id=row.id, alarm_id=row.alarm_id,
+                  kind=row.kind, error=type(exc).__name__)
+        _flag_failed_step(session, row.alarm_id, row.kind, now)
+        out.touch(row.alarm_id)
+    else:
+        fired.merge(step)
+        fired.alarm_ids.extend(step.alarm_ids)
 
 
 def _fire_one(session: Session, row: Any, now: datetime, rules: DispatchRules,

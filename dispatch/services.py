@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -689,6 +689,12 @@ def explain(session: Session, alarm: Alarm, at: datetime, tree: RouteTree,
 
 
 FIRE_BATCH = 200
+
+
+def next_due(session: Session) -> datetime | None:
+    """When the earliest pending deadline is due (from the partial index)."""
+    return session.execute(select(func.min(Deadline.due_at)).where(
+        Deadline.fired_at.is_(None), Deadline.cancelled_at.is_(None))).scalar()
 
 
 def has_due(session: Session, now: datetime) -> bool:

@@ -343,14 +343,26 @@ class Dispatcher:
 
     async def run_timers(self, sweep_s: float = 1.0) -> None:
         while True:
-            more = False
+            pause = sweep_s
             try:
-                more = (await self.fire_due()).more
+                if (await self.fire_due()).more:
+                    # A full batch: more are due (a mass alarm's chains), fired now, not a
+                    # second later each; on SQLite after leaving the write lock to the
+                    # gateway a moment.
+                    pause = 0.01 if self.shares_write_lock else 0.0
+                else:
+                    pause = await self._until_next_due(sweep_s)
             except Exception:
                 log.exception("dispatch_timers_failed")
-            # A full batch: more are due (a mass alarm's chains), fired now, not a second
-            # later each; on SQLite after leaving the write lock to the gateway a moment.
-            await asyncio.sleep((0.01 if self.shares_write_lock else 0) if more else sweep_s)
+            await asyncio.sleep(pause)
+
+    async def _until_next_due(self, sweep_s: float) -> float:
+        """How long to sleep: until the earliest pending step, at most `sweep_s`, so a
+        step fires at its time rather than up to a whole interval late."""
+        due = await self.db.read(services.next_due)
+        if due is None:
+            return sweep_s
+        return max(0.0, min(sweep_s, (due - self.clock.now()).total_seconds()))
 
     async def run_outbox(self, poll_s: float = 1.0) -> None:
         while True:

@@ -247,3 +247,17 @@ async def test_the_operator_raises_an_alarm_by_phone_through_the_api(db: Databas
     assert (raised.json()["state"], raised.json()["team"]["code"]) == (
         "called_out", "solrosen-bro")
     assert (again.status_code, unknown.status_code, blank.status_code) == (409, 404, 422)
+
+
+async def test_the_sweep_sleeps_until_the_next_step_not_a_whole_interval(
+        db: Database) -> None:
+    clock = FakeClock(T0)
+    dispatcher = Dispatcher(db, clock, RULES, LiveFeed())
+    idle = await dispatcher._until_next_due(1.0)
+    deliver(db, clock, event(EventKind.ALARM))  # the next call in 2 minutes
+    far = await dispatcher._until_next_due(1.0)
+    clock.advance(timedelta(minutes=1, seconds=59.75))
+
+    near = await dispatcher._until_next_due(1.0)
+
+    assert (idle, far, near) == (1.0, 1.0, 0.25)

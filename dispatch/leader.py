@@ -239,13 +239,17 @@ class LeaderLock:
         DISPATCH_LEADER.set(1 if leading else 0)
 
     async def _call(self, fn: Callable[[], bool]) -> bool:
-        return await asyncio.wait_for(asyncio.to_thread(fn), self.timeout_s)
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can lose the cancel of a stop
+        # that meets the call's end, and the lock's loop would then never stop.
+        async with asyncio.timeout(self.timeout_s):
+            return await asyncio.to_thread(fn)
 
     async def _quietly(self, fn: Callable[[], None]) -> None:
         """Give up or close the lock without waiting on a database that does not answer:
         the backend forgets the connection first, so the next try opens a new one."""
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(asyncio.to_thread(fn), self.timeout_s)
+            async with asyncio.timeout(self.timeout_s):
+                await asyncio.to_thread(fn)
 
     async def _run(self) -> None:
         waiting_logged = False

@@ -53,7 +53,10 @@ class GatewayProcess:
         return self.alive() and self._child_ready
 
     async def _watch_readiness(self, every_s: float = 0.25) -> None:
-        while True:
+        # The loops end on `_stopping` as well as on cancel: on Python 3.11 a cancel that
+        # meets an await finishing at that moment can be lost (asyncio.wait_for's race),
+        # and a stop must not then wait for ever on a loop that goes on probing.
+        while not self._stopping:
             self._child_ready = self.alive() and await child_ready(
                 self.settings.http_host, self.http_port)
             await asyncio.sleep(every_s)
@@ -79,7 +82,7 @@ class GatewayProcess:
 
     async def _watch(self) -> None:
         delay = self.restart_after_s
-        while True:
+        while not self._stopping:
             if self._proc is not None:
                 code = await self._proc.wait()
                 if self._stopping:
@@ -88,6 +91,8 @@ class GatewayProcess:
                 log.error("gateway_process_exited", pid=self._proc.pid, returncode=code,
                           restart_in_s=delay)
             await asyncio.sleep(delay)
+            if self._stopping:  # no new child once the stop has begun
+                return
             try:
                 await self._start()
                 delay = self.restart_after_s
@@ -106,18 +111,20 @@ class GatewayProcess:
     async def __aexit__(self, exc_type: type[BaseException] | None,
                         exc: BaseException | None, tb: TracebackType | None) -> None:
         self._stopping = True
-        if self._proc is not None and self._proc.returncode is None:
-            self._proc.terminate()
-            try:
-                await asyncio.wait_for(self._proc.wait(), 10)
-            except TimeoutError:
-                self._proc.kill()
-                await self._proc.wait()
+        # The watchers first, so no new child is started behind the stop's back.
         for task in (self._monitor, self._probe):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        if self._proc is not None and self._proc.returncode is None:
+            self._proc.terminate()
+            try:
+                async with asyncio.timeout(10):
+                    await self._proc.wait()
+            except TimeoutError:
+                self._proc.kill()
+                await self._proc.wait()
 
 
 async def child_ready(host: str, port: int, timeout_s: float = 1.0) -> bool:
@@ -128,10 +135,12 @@ async def child_ready(host: str, port: int, timeout_s: float = 1.0) -> bool:
     """
     writer = None
     try:
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(_LOOPBACK.get(host, host), port), timeout_s)
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow the cancel of a stop.
+        async with asyncio.timeout(timeout_s):
+            reader, writer = await asyncio.open_connection(_LOOPBACK.get(host, host), port)
         writer.write(b"GET /readyz HTTP/1.0\r\nHost: gateway\r\n\r\n")
-        status_line = await asyncio.wait_for(reader.readline(), timeout_s)
+        async with asyncio.timeout(timeout_s):
+            status_line = await reader.readline()
         return status_line.split(b" ")[1:2] == [b"200"]
     except (OSError, TimeoutError):
         return False

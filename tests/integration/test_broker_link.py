@@ -59,6 +59,46 @@ async def test_trygg_run_is_not_ready_while_the_gateway_child_cannot_subscribe(
         assert not child.ready()
 
 
+async def test_a_stop_ends_even_when_the_readiness_probe_misses_its_cancel(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On Python 3.11 asyncio.wait_for loses a cancel that meets the end of what it waits
+    for; the supervisor's stop then waited for ever on its readiness loop (CI hung 240 s).
+    The probe here loses every cancel, as wait_for does at that moment."""
+    import trygg.supervise
+
+    probing: list[bool] = []
+    lost: list[bool] = []
+
+    async def probe_losing_the_cancel(host: str, port: int, timeout_s: float = 1.0) -> bool:
+        probing.append(True)
+        try:
+            await asyncio.sleep(5)  # long, so the stop's cancel lands here
+        except asyncio.CancelledError:
+            lost.append(True)
+        return False
+
+    monkeypatch.setattr(trygg.supervise, "child_ready", probe_losing_the_cancel)
+    url = f"sqlite:///{tmp_path / 't.db'}"
+    settings = Settings(mqtt_url=f"mqtt://127.0.0.1:{free_port()}", database_url=url,
+                        http_port=free_port(), gateway_http_port=free_port())
+    child = GatewayProcess(settings)
+    await child.__aenter__()
+    try:
+        assert await _eventually(lambda: child.alive() and probing, 10)
+        started = time.monotonic()
+        # Not under a timeout: the stop's own `suppress(CancelledError)` would eat its cancel.
+        stopping = asyncio.ensure_future(child.__aexit__(None, None, None))
+        await asyncio.wait([stopping], timeout=20)
+        stopped_in = time.monotonic() - started
+    finally:
+        if child.alive():
+            child._proc.kill()  # type: ignore[union-attr]
+
+    assert lost  # the cancel was lost...
+    assert stopping.done() and stopped_in < 15  # ...and the stop ended all the same
+    assert not child.alive()
+
+
 async def test_trygg_run_is_ready_once_the_gateway_child_is_subscribed(
         broker: Broker, tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 't.db'}"

@@ -834,13 +834,16 @@ def _flag_failed_step(session: Session, alarm_id: int, kind: str, now: datetime)
 MAX_PUBLISH_ATTEMPTS = 5
 
 
-def pending_outbox(session: Session, limit: int = 100) -> list[tuple[int, str, str, bool]]:
-    """Messages still to send (id, topic, payload, retain), oldest first; those set aside
-    are left out."""
+def pending_outbox(session: Session, limit: int = 100,
+                   after: int = 0) -> list[tuple[int, str, str, bool]]:
+    """Messages still to send (id, topic, payload, retain), oldest first, those with ids
+    above `after` (a pass over the outbox goes on where its last round ended); those set
+    aside are left out."""
     rows = session.execute(
         select(OutboxMessage.id, OutboxMessage.topic, OutboxMessage.payload,
                OutboxMessage.retain)
-        .where(OutboxMessage.sent_at.is_(None), OutboxMessage.failed_at.is_(None))
+        .where(OutboxMessage.sent_at.is_(None), OutboxMessage.failed_at.is_(None),
+               OutboxMessage.id > after)
         .order_by(OutboxMessage.id).limit(limit)
     ).all()
     return [(row.id, row.topic, row.payload, bool(row.retain)) for row in rows]

@@ -133,6 +133,76 @@ def test_marking_a_message_sent_twice_marks_it_once(db: Database, clock: FakeClo
     assert (first, second) == (1, 0)
 
 
+def waiting(db: Database, clock: FakeClock, n: int, teams: tuple[str, ...] = ("a", "b"),
+            ) -> list[str]:
+    """`n` messages waiting in the outbox, to the teams in turn; their ids, in order."""
+    ids = [str(uuid.uuid4()) for _ in range(n)]
+    db.transaction(lambda s: s.add_all(
+        OutboxMessage(topic=f"trygg/v1/team/{teams[k % len(teams)]}/callout",
+                      message_id=message_id, created_at=clock.now(),
+                      payload=json.dumps({"message_id": message_id, "alarm_id": k}))
+        for k, message_id in enumerate(ids)))
+    return ids
+
+
+class CountingWrites:
+    """Counts the writes a dispatcher makes (each a transaction on the single writer)."""
+
+    def __init__(self, db: Database) -> None:
+        self.count = 0
+        self._write = db.write
+
+        async def write(*args: Any, **kwargs: Any) -> Any:
+            self.count += 1
+            return await self._write(*args, **kwargs)
+
+        db.write = write  # type: ignore[method-assign]
+
+
+async def test_a_burst_longer_than_a_round_goes_out_in_one_pass_a_write_per_round(
+        db: Database, clock: FakeClock) -> None:
+    ids = waiting(db, clock, 250)
+    publish = FakePublish()
+    writes = CountingWrites(db)
+
+    sent = await dispatcher(db, clock, publish).send_outbox()
+
+    # Before: a hundred a pass (the rest waited for the next poll), a write per message.
+    assert sent == 250
+    assert publish.ids == ids
+    assert writes.count == 3  # 100 + 100 + 50
+    assert db.transaction(services.pending_outbox) == []
+
+
+async def test_a_stop_in_a_later_round_marks_what_the_broker_took(
+        db: Database, clock: FakeClock) -> None:
+    ids = waiting(db, clock, 150)
+    stopped = FakePublish(lambda topic, n: asyncio.CancelledError() if n == 121 else None)
+    with pytest.raises(asyncio.CancelledError):
+        await dispatcher(db, clock, stopped).send_outbox()
+
+    restarted = FakePublish()
+    await dispatcher(db, clock, restarted).send_outbox()
+
+    assert stopped.ids == ids[:120]
+    assert restarted.ids == ids[120:]
+
+
+async def test_a_team_held_in_one_round_stays_held_for_the_rest_of_the_pass(
+        db: Database, clock: FakeClock) -> None:
+    ids = waiting(db, clock, 150)  # to teams a and b in turn
+    publish = FakePublish(lambda topic, n: OSError("refused") if n == 1 else None)
+    worker = dispatcher(db, clock, publish)
+
+    await worker.send_outbox()  # a's first fails: a's others wait, b's all go
+    first_pass = list(publish.ids)
+    await worker.send_outbox()
+
+    assert first_pass == ids[1::2]
+    assert publish.ids == ids[1::2] + ids[0::2]  # a's in their order, behind the failed one
+    assert publish.calls == 1 + 150  # a's first tried twice, the others once
+
+
 # -- never blocked -------------------------------------------------------------------------
 
 

@@ -20,10 +20,10 @@ Scenarios (`--scenario`; each on a database of its own):
 - **burst-reminders**: called out within one minute 30 minutes before: all their first
   reminders fall due within one minute (each a reminder message and a next step).
 
-The database (in a process of its own, so the measured process's memory is the
-service's): migrated by `trygg.migrations.upgrade`; the shipped areas, providers and
-teams through `registry.import_config`, and one customer, site and base unit per alarm
-inserted in bulk (placed as bench/gateway.py places them); then a dozen of the alarms
+The database (in a process of its own, so that its memory is not the service's):
+migrated by `trygg.migrations.upgrade`; the shipped areas, providers and teams through
+`registry.import_config`, and one customer, site and base unit per alarm inserted in
+bulk (placed as bench/gateway.py places them); then a dozen of the alarms
 **through the product** (the press stored with `core.inbox.append_events`, applied by
 `services.process_pending`, its steps fired by `services.fire_due` on a `FakeClock`
 stepped to each step's due time, up to the window's start), and the rest generated here
@@ -31,14 +31,18 @@ and inserted in bulk: the alarm rows with their frozen decision and chain snapsh
 (`escalation.snapshot`), their audit trail, and their deadlines, fired (the history) and
 pending. Before inserting anything the generator is run for the dozen product-made alarms
 and must give exactly their rows (every column of the alarm, every trail entry, every
-deadline with its step, times and token), else the benchmark stops.
+deadline with its step, times and token), else the benchmark stops; after inserting, two
+generated alarms are read back and checked the same way.
 
-The measured process is the service's dispatch with only what timers need: the real
-`Database` (writer thread, SQLite pragmas), `Dispatcher.run_timers` (its sweep every
-second, at once again after a full batch), `Dispatcher.run_outbox` with a publish that
-does nothing (the messages are marked sent as when the broker takes them, so the outbox
-works as it would; no MQTT broker is involved), and SQLite's checkpoints. For every
-deadline due in the window it gives the lateness three ways:
+The window starts as long after the prefill began as a trial chunk (inserted and rolled
+back) says the prefill will take, twice over (`--lead` sets it). The measured service
+then runs in a process of its own, as the service's dispatch with only what timers need:
+the real `Database` (writer thread, SQLite pragmas), `Dispatcher.run_timers` (its sweep
+every second, at once again after a full batch), `Dispatcher.run_outbox` with a publish
+that does nothing (the messages are marked sent as when the broker takes them, so the
+outbox works as it would; no MQTT broker is involved), SQLite's checkpoints, and logs as
+`trygg run` writes them (to a file). For every deadline due in the window, fired in it
+or in the drain after it, the lateness three ways:
 
 - **fired**: `fired_at - due_at` as the database records it (the sweep's clock reading);
 - **committed**: when the sweep's transaction had committed (the step has happened, its
@@ -46,12 +50,14 @@ deadline due in the window it gives the lateness three ways:
 - **published**: when the outbox loop had handed the step's message (call-out, reminder,
   coordinator) to the broker (`outbox.sent_at`) minus `due_at`.
 
-Also: the process's CPU over the window minus its idle CPU just before it (the sweep's
-cost per second of wall time), by thread, PostgreSQL's backends' CPU, RSS before, after
-and peak, the database's size. `--profile` adds cProfile of the writer thread and time
-per SQL statement; `--fire-batch N`, `--keep-alarms`, `--batch-savepoint`, `--wake-at-due`
-and `--outbox-batch` try changes to the sweep and the outbox (the product's code is not
-edited: monkeypatched or subclassed in this process only).
+Also: the service's CPU over the window minus its idle CPU just before it (the sweep's
+cost per second of wall time, and per step fired), by thread, PostgreSQL's backends'
+CPU, the service's RSS before, after and peak, the database's size, and the rest of the
+machine's CPU (this machine is shared: a NOTE says when it was busy).
+
+`--profile` adds cProfile of the writer thread and the time per SQL statement.
+`--fire-batch N` tries another services.FIRE_BATCH without editing the product (in the
+service's process only).
 
 Exit status: 0 it ran and every p99 was under 1 s, 1 a target missed, 2 it could not run.
 """
@@ -834,19 +840,12 @@ class Measured:
     window: tuple[Snap, Snap]
     end: Snap
     sweeps: list[Sweep]
-    drained_s: float | None
-    outbox_drained_s: float | None
     profile: str = ""
 
 
 def _make_dispatcher(db: Any, r: Any, sweeps: list[Sweep], args: argparse.Namespace) -> Any:
-    from sqlalchemy import func, select
-
     from core.clock import SystemClock
-    from core.db import Lane
-    from dispatch import services
     from dispatch.live import LiveFeed
-    from dispatch.models import Deadline
     from dispatch.services import Outcome
     from dispatch.worker import Dispatcher
 
@@ -863,48 +862,6 @@ def _make_dispatcher(db: Any, r: Any, sweeps: list[Sweep], args: argparse.Namesp
             if steps:
                 sweeps.append(Sweep(started, time.time(), steps))
             return out
-
-        async def run_timers(self, sweep_s: float = 1.0) -> None:
-            if not args.wake_at_due:
-                await super().run_timers(sweep_s)
-                return
-            # `--wake-at-due`: as the product's loop, but after a batch that was not full
-            # it sleeps until the earliest pending step (one read of ix_deadlines_due),
-            # at most sweep_s, instead of sweep_s whatever is due meanwhile.
-            while True:
-                more = False
-                try:
-                    more = (await self.fire_due()).more
-                except Exception:
-                    say(f"  the sweep failed: {traceback.format_exc()}")
-                if more:
-                    await asyncio.sleep(0.01 if self.shares_write_lock else 0)
-                    continue
-                due = await self.db.read(lambda s: s.execute(select(func.min(
-                    Deadline.due_at)).where(Deadline.fired_at.is_(None),
-                                            Deadline.cancelled_at.is_(None))).scalar())
-                wait = sweep_s if due is None else (due - self.clock.now()).total_seconds()
-                await asyncio.sleep(min(sweep_s, max(0.0, wait)))
-
-        async def send_outbox(self) -> int:
-            if not args.outbox_batch:
-                return await super().send_outbox()
-            # `--outbox-batch`: publish a round's messages, then mark them sent in one
-            # transaction (a crash re-sends the round: each carries its message_id for the
-            # team app to drop), and go round again at once while rounds come back full.
-            # (No publish fails here, so the product's per-team hold is left out.)
-            sent = 0
-            while True:
-                pending = await self.db.read(services.pending_outbox)
-                for _, topic, payload, retain in pending:
-                    await publish(topic, payload, retain=retain)
-                if pending:
-                    await self.db.write(functools.partial(
-                        services.mark_sent, ids=[p[0] for p in pending], now=self.clock.now()),
-                        Lane.BACKGROUND)
-                sent += len(pending)
-                if len(pending) < 100:
-                    return sent
 
     async def publish(topic: str, payload: str, *, retain: bool = False) -> None:
         """The broker took it (no MQTT here: the outbox's own work is what counts)."""
@@ -969,74 +926,12 @@ class Profiler:
         return out.getvalue()
 
 
-def keep_alarms() -> None:
-    """`--keep-alarms`: fire_due loads its batch's alarms in one query and marks their
-    trails loaded, but keeps no reference to them, and a session holds unchanged objects
-    weakly: they are gone before the loop, and each step loads its alarm and its whole
-    trail again. Here the same query runs first and its alarms are held until fire_due
-    returns (the fix: keep them in a dict for the batch, as _Batch keeps `open`)."""
-    from sqlalchemy import select
-    from sqlalchemy.orm.attributes import set_committed_value
-
-    from dispatch import services
-    from dispatch.models import Alarm, Deadline
-
-    original = services.fire_due
-
-    def fire_due(session: Any, now: datetime, r: Any) -> Any:
-        due = select(Deadline.alarm_id).where(
-            Deadline.fired_at.is_(None), Deadline.cancelled_at.is_(None),
-            Deadline.due_at <= now).order_by(Deadline.due_at).limit(services.FIRE_BATCH)
-        held = list(session.execute(select(Alarm).where(Alarm.id.in_(due))).scalars())
-        for alarm in held:
-            set_committed_value(alarm, "log", [])
-        out = original(session, now, r)
-        del held
-        return out
-
-    services.fire_due = fire_due  # type: ignore[assignment]
-
-
-def batch_savepoint() -> None:
-    """`--batch-savepoint`: fire_due runs each step in a savepoint of its own, and each
-    savepoint flushes, so every step's rows go to the database one statement each. Here
-    the batch runs in one savepoint (the per-step ones made no-ops); if a step failed,
-    the batch is rolled back and done again as shipped, step by step (the way
-    process_pending treats a batch of events)."""
-    from dispatch import services
-
-    original = services.fire_due
-
-    class _Failed(Exception):
-        pass
-
-    def fire_due(session: Any, now: datetime, r: Any) -> Any:
-        try:
-            with session.begin_nested():
-                session.begin_nested = contextlib.nullcontext
-                try:
-                    out = original(session, now, r)
-                finally:
-                    del session.begin_nested
-                if out.fired.failed:
-                    raise _Failed
-                return out
-        except _Failed:
-            return original(session, now, r)
-
-    services.fire_due = fire_due  # type: ignore[assignment]
-
-
 def serve(plan: Plan, args: argparse.Namespace) -> Measured:
     """The measured service (its own process), with the changes asked for applied."""
     if args.fire_batch is not None:
         from dispatch import services
 
         services.FIRE_BATCH = args.fire_batch
-    if args.keep_alarms:
-        keep_alarms()
-    if args.batch_savepoint:
-        batch_savepoint()
     return asyncio.run(_measure(plan, args))
 
 
@@ -1066,8 +961,9 @@ async def _measure(plan: Plan, args: argparse.Namespace) -> Measured:
     async def until(t: float) -> None:
         await asyncio.sleep(max(0.0, t - time.time()))
 
-    async def waiting() -> tuple[int, int, datetime | None]:
-        def q(s: Any) -> tuple[int, int, datetime | None]:
+    async def waiting() -> int:
+        """Steps due in the window not fired yet, and their messages not sent yet."""
+        def q(s: Any) -> int:
             due = s.execute(select(func.count()).select_from(Deadline).where(
                 Deadline.fired_at.is_(None), Deadline.cancelled_at.is_(None),
                 Deadline.due_at < end_at)).scalar()
@@ -1076,8 +972,8 @@ async def _measure(plan: Plan, args: argparse.Namespace) -> Measured:
             unsent = s.execute(select(func.count()).select_from(OutboxMessage).where(
                 OutboxMessage.sent_at.is_(None), OutboxMessage.failed_at.is_(None),
                 OutboxMessage.created_at <= (last or end_at))).scalar()
-            return int(due or 0), int(unsent or 0), last
-        result: tuple[int, int, datetime | None] = await db.read(q)
+            return int(due or 0) + int(unsent or 0)
+        result: int = await db.read(q)
         return result
 
     tasks = [asyncio.create_task(dispatcher.run_timers(args.sweep_s), name="timers"),
@@ -1095,14 +991,8 @@ async def _measure(plan: Plan, args: argparse.Namespace) -> Measured:
         w1 = snap(backends, writer)
         if profiler is not None:
             profiler.on = False
-        drained = outbox_drained = None
         while time.time() < end + args.drain:
-            due, unsent, _ = await waiting()
-            now = time.time() - end
-            if due == 0 and drained is None:
-                drained = max(0.0, (sweeps[-1].committed - end) if sweeps else 0.0)
-            if due == 0 and unsent == 0:
-                outbox_drained = now
+            if not await waiting():
                 break
             await asyncio.sleep(0.5)
         last = snap(backends, writer)
@@ -1116,7 +1006,7 @@ async def _measure(plan: Plan, args: argparse.Namespace) -> Measured:
         db.close()
         backends.close()
     report = profiler.report(plan.duration_s) if profiler is not None else ""
-    return Measured((b0, w0), (w0, w1), last, sweeps, drained, outbox_drained, report)
+    return Measured((b0, w0), (w0, w1), last, sweeps, report)
 
 
 # -- the figures ------------------------------------------------------------------------------
@@ -1130,6 +1020,8 @@ class Lateness:
     committed_s: list[float] = field(default_factory=list)
     published_s: list[float] = field(default_factory=list)
     messages: int = 0  # of the fired, those that send a message
+    last_committed: float = 0.0  # epoch seconds, of the last of them
+    last_published: float = 0.0
 
     @property
     def p99(self) -> float:
@@ -1200,12 +1092,15 @@ def figures(plan: Plan, prefilled: Prefilled, m: Measured) -> Run:
             k = bisect.bisect_right(starts, fired.timestamp()) - 1
             if k >= 0:
                 g.committed_s.append(m.sweeps[k].committed - due.timestamp())
+                g.last_committed = max(g.last_committed, m.sweeps[k].committed)
             message = sent.get((alarm_id, fired, "call" if group == "call steps"
                                 else "escalation"), "none")
             if message != "none":
                 g.messages += 1
                 if message is not None:
-                    g.published_s.append(message.timestamp() - due.timestamp())  # type: ignore[union-attr]
+                    sent_ts = message.timestamp()  # type: ignore[union-attr]
+                    g.published_s.append(sent_ts - due.timestamp())
+                    g.last_published = max(g.last_published, sent_ts)
     return Run(plan, prefilled, m, late, by_action, db_size(plan), pending_after)
 
 
@@ -1281,13 +1176,16 @@ def print_run(r: Run) -> None:
         f"{pre.calibration}, {pre.checked} "
         f"alarms through the product and checked {pre.reference_s:.0f} s, bulk rows "
         f"{pre.rows_s:.0f} s): " + ", ".join(f"{t} {n:,}" for t, n in pre.rows.items())
-        + "; pending deadlines " + ", ".join(f"{k} {n:,}" for k, n in sorted(pre.pending.items())))
-    w = m.window
+        + "; pending deadlines "
+        + ", ".join(f"{k} {n:,}" for k, n in sorted(pre.pending.items())))
+    w, a, ends = m.window, r.late["all"], p.anchor + p.duration_s
     say(f"  window {p.duration_s:.0f} s from {p.anchor_at:%H:%M:%S}Z; "
-        + (f"every step due in it had fired {m.drained_s:.1f} s after it ended"
-           if m.drained_s is not None else "steps due in it were still unfired after the drain")
-        + (f", every message sent {m.outbox_drained_s:.1f} s after"
-           if m.outbox_drained_s is not None else ", the outbox was still behind"))
+        + (f"the last step due in it committed {a.last_committed - ends:+.1f} s after its "
+           f"end, the last message sent {a.last_published - ends:+.1f} s"
+           if a.fired == a.due and len(a.published_s) == a.messages else
+           f"{a.due - a.fired:,} steps due in it unfired and "
+           f"{a.messages - len(a.published_s):,} messages unsent after {p.duration_s:.0f} s "
+           f"+ the drain"))
     say("  fired (due in the window): " + ", ".join(
         f"{k} {n:,}" for k, n in sorted(r.by_action.items())))
     say("  lateness, due -> ... : p50 / p99 / max")
@@ -1418,18 +1316,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "window (slows the sweep: its figures are not the benchmark's)")
     p.add_argument("--fire-batch", type=int, default=None,
                    help="try services.FIRE_BATCH = N (monkeypatched here; default as shipped)")
-    p.add_argument("--keep-alarms", action="store_true",
-                   help="try holding the alarms fire_due preloads for its batch, so that "
-                        "they are not loaded again one by one (monkeypatched here)")
-    p.add_argument("--batch-savepoint", action="store_true",
-                   help="try one savepoint per batch instead of one per step, the batch "
-                        "redone step by step if one fails (monkeypatched here)")
-    p.add_argument("--wake-at-due", action="store_true",
-                   help="try a sweep loop that sleeps until the earliest pending step (at "
-                        "most --sweep-s) rather than --sweep-s (the loop subclassed here)")
-    p.add_argument("--outbox-batch", action="store_true",
-                   help="try an outbox loop that marks a round's messages sent in one "
-                        "transaction and goes round again at once after a full round")
     p.add_argument("--keep", action="store_true",
                    help="keep the temp directory (SQLite files, the service's logs)")
     args = p.parse_args(argv)
@@ -1504,10 +1390,6 @@ def main(argv: list[str] | None = None) -> int:
     say(f"Trygg timer benchmark — {machine_line()}")
     say(f"{args.alarms:,} open alarms per run; scenarios {', '.join(args.scenarios)}; "
         f"windows of {args.duration:.0f} s; FIRE_BATCH {args.fire_batch or services.FIRE_BATCH}"
-        + (", the batch's alarms held" if args.keep_alarms else "")
-        + (", one savepoint per batch" if args.batch_savepoint else "")
-        + (", the sweep wakes at the next due step" if args.wake_at_due else "")
-        + (", the outbox marks a round sent at once" if args.outbox_batch else "")
         + (", profiled" if args.profile else ""))
     runs: list[Run] = []
     try:

@@ -164,10 +164,15 @@ class _Batch:
         # Heartbeats and device status change no alarm: look up only for the rest.
         cids = {row.cid for row in rows if row.kind in ALARM_EVENT_KINDS}
         # At most one alarm per unit is open: a press while one is open is a repeat.
+        # The rows are locked (PostgreSQL; SQLite has one writer), in id order as
+        # everywhere: an operator's change on another process (a close by phone) is
+        # waited for and read, not overwritten, and a press meeting it is not taken for
+        # a repeat of an alarm closed meanwhile.
         self.open: dict[str, Alarm] = {
             alarm.cid: alarm for alarm in session.execute(
                 select(Alarm).where(Alarm.cid.in_(cids), Alarm.state.in_(OPEN_STATES))
-                .order_by(Alarm.id)).scalars()}
+                .order_by(Alarm.id).with_for_update()
+                .execution_options(populate_existing=True)).scalars()}
         for alarm in self.open.values():
             # Dispatch only appends to an alarm's audit trail and never reads it here, so
             # the trail is not loaded just to add one entry (a unit that keeps pressing

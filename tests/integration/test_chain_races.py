@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
 
 from core.clock import FakeClock
@@ -177,6 +178,58 @@ def test_an_accept_on_the_standby_during_the_leaders_call_step_calls_nobody_else
     assert out.fired.calls == 0  # the locked alarm was left for the next sweep
     assert later.fired.stale + later.fired.calls == 0  # and then there was nothing to do
     assert leader.transaction(facts) == ("accepted", ["Maria Holm"])
+
+
+def _waits_for_a_lock(db: Database) -> bool:
+    """Whether another session of this database waits for a row lock."""
+    return bool(db.transaction(lambda s: s.execute(text(
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+        "AND datname = current_database()")).scalar()))
+
+
+@needs_postgres
+def test_a_press_while_the_standby_closes_the_alarm_by_phone_raises_a_new_alarm(
+        pools: tuple[Database, Database], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The operator's phone kvittering on a standby and a new press on the leader: the
+    press used to be read against the alarm as it was before the close (the event path
+    took no row lock), became a "repeat" of an alarm then closed, and nobody was called."""
+    leader, standby = pools
+    leader.transaction(lambda s: append_events(s, [Incoming(event(EventKind.ALARM, "100001"),
+                                                            b"<mrq/>", T0)]))
+    leader.transaction(lambda s: services.process_pending(s, T0, RULES, budget_s=60))
+    first = leader.transaction(lambda s: s.execute(select(Alarm.id)).scalar_one())
+    closing, go_on = threading.Event(), threading.Event()
+    real_close = lifecycle.close_by_phone
+
+    def close_then_pause(*args: Any, **kwargs: Any) -> None:
+        real_close(*args, **kwargs)
+        closing.set()  # closed in the standby's transaction, not committed yet
+        go_on.wait(10)
+
+    monkeypatch.setattr(lifecycle, "close_by_phone", close_then_pause)
+    at = T0 + timedelta(minutes=5)
+    kvittering = threading.Thread(target=lambda: standby.transaction(
+        lambda s: services.close_by_phone(s, first, "spoke to her: all well", "operator",
+                                          at)))
+    kvittering.start()
+    assert closing.wait(10)
+    leader.transaction(lambda s: append_events(s, [Incoming(event(EventKind.ALARM, "100001"),
+                                                            b"<mrq/>", at)]))
+    applying = threading.Thread(target=lambda: leader.transaction(
+        lambda s: services.process_pending(s, at, RULES, budget_s=60)))
+    applying.start()
+    deadline = time.monotonic() + 10  # applied at once (the bug), or waiting for the close
+    while applying.is_alive() and not _waits_for_a_lock(standby) \
+            and time.monotonic() < deadline:
+        time.sleep(0.02)
+    go_on.set()
+    kvittering.join(10)
+    applying.join(10)
+
+    states = leader.transaction(lambda s: [(a.id, a.state, a.team_code) for a in s.execute(
+        select(Alarm).order_by(Alarm.id)).scalars()])
+    assert [state for _, state, _ in states] == ["closed", "called_out"]
+    assert states[1][2] == "solrosen-kungsangen"
 
 
 def test_a_unit_check_in_long_after_the_phones_does_not_become_the_arrival(

@@ -55,6 +55,11 @@ from dispatch.views import alarm_view
 log = structlog.get_logger(__name__)
 # Outbox messages read, published and marked sent together.
 OUTBOX_ROUND = 100
+# Steps falling due within this of each other fire in one sweep. At a sweep per step
+# (~200 a second in the timer benchmark's 100,000 open alarms) each cost 4.8 ms of CPU;
+# and a step left due (its alarm locked by an operator's change) is not retried in a
+# tight loop.
+TIMER_GATHER_S = 0.1
 
 class Publish(Protocol):
     """Hands a message to the broker (raises LinkDown while it is not connected)."""
@@ -388,7 +393,7 @@ class Dispatcher:
         due = await self.db.read(services.next_due)
         if due is None:
             return sweep_s
-        return max(0.0, min(sweep_s, (due - self.clock.now()).total_seconds()))
+        return max(TIMER_GATHER_S, min(sweep_s, (due - self.clock.now()).total_seconds()))
 
     async def run_outbox(self, poll_s: float = 1.0) -> None:
         while True:

@@ -22,7 +22,7 @@ from core.db import Database, Lane
 from core.inbox import Incoming, append_events
 from core.settings import Settings
 from devices.events import DeviceEvent, EventKind
-from dispatch import escalation, lifecycle, services
+from dispatch import escalation, lifecycle, services, worker
 from dispatch.api.app import create_app
 from dispatch.api.deps import AppState
 from dispatch.live import LiveFeed
@@ -312,5 +312,11 @@ async def test_the_sweep_sleeps_until_the_next_step_not_a_whole_interval(
     clock.advance(timedelta(minutes=1, seconds=59.75))
 
     near = await dispatcher._until_next_due(1.0)
+    clock.advance(timedelta(seconds=0.2))
+    nearer = await dispatcher._until_next_due(1.0)
+    clock.advance(timedelta(seconds=5))  # due, but left (its alarm locked meanwhile)
+    overdue = await dispatcher._until_next_due(1.0)
 
     assert (idle, far, near) == (1.0, 1.0, 0.25)
+    # Steps due within a tenth of a second fire together; one left due is not spun on.
+    assert nearer == overdue == worker.TIMER_GATHER_S == 0.1

@@ -2,9 +2,11 @@
 `trygg broker sync` (the demo's embedded broker is in trygg.broker).
 
 Every MQTT device (base unit or lock; DC-09 accounts report over serial or TCP) signs in
-with its cid as user name, every team's app as `team-<code>`, and Trygg itself with the
-user name and password of TRYGG_MQTT_URL. Device and team passwords are not stored
-anywhere: each is an HMAC of the account name under the secret in
+with its cid as user name, every team's app as `team-<code>`, every provider's
+coordinator (who hears of an alarm nobody has checked in to after 45 minutes) as
+`provider-<code>`, and Trygg itself with the user name and password of TRYGG_MQTT_URL.
+Device, team and provider passwords are not stored anywhere: each is an HMAC of the
+account name under the secret in
 TRYGG_BROKER_SECRET_FILE, so `trygg broker password CID` gives an installer a unit's
 password before or after the unit is registered. `trygg broker sync` writes Mosquitto's
 password file and ACL from the registry and tells Mosquitto to reload them (SIGHUP):
@@ -16,7 +18,7 @@ TryggError
  └── BrokerSetupError            the accounts cannot be written or applied as configured
       ├── BrokerSecretMissing     no secret file (`trygg broker secret` creates one)
       ├── GatewayAccountMissing   TRYGG_MQTT_URL names no user and password
-      ├── UnknownAccount          not a device cid or team-<code>
+      ├── UnknownAccount          not a device cid, team-<code> or provider-<code>
       └── BrokerReloadFailed      the files are written, but Mosquitto was not told
 """
 from __future__ import annotations
@@ -44,7 +46,7 @@ from sqlalchemy.orm import Session
 from core.db import Database
 from core.errors import TryggError
 from core.settings import Settings
-from dispatch.models import Device, Team
+from dispatch.models import Device, Provider, Team
 from trygg.migrations import at_head
 
 log = structlog.get_logger(__name__)
@@ -92,6 +94,7 @@ class BrokerReloadFailed(BrokerSetupError):
 # Device kinds that speak MQTT; a DC-09 account reports through a receiver's line.
 MQTT_DEVICE_KINDS = ("base_unit", "lock")
 TEAM_PREFIX = "team-"
+PROVIDER_PREFIX = "provider-"
 _CID = re.compile(r"[0-9A-Fa-f]{1,32}")
 _CODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _GATEWAY_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
@@ -106,8 +109,9 @@ SECRET_MIN_CHARS = 32
 
 @dataclass(frozen=True, slots=True)
 class Account:
-    """One broker account; `kind` is "gateway", "team" or "device". A device that is a
-    lock also reads its own commands (`{root}/dev/{cid}/cmd`: a remote unlock)."""
+    """One broker account; `kind` is "gateway", "team", "provider" or "device". A device
+    that is a lock also reads its own commands (`{root}/dev/{cid}/cmd`: a remote
+    unlock)."""
 
     name: str
     kind: str
@@ -117,6 +121,10 @@ class Account:
 
 def team_account(code: str) -> str:
     return f"{TEAM_PREFIX}{code}"
+
+
+def provider_account(code: str) -> str:
+    return f"{PROVIDER_PREFIX}{code}"
 
 
 def _hmac(secret: bytes, purpose: bytes, account: str) -> bytes:
@@ -170,10 +178,11 @@ def gateway_account(settings: Settings) -> tuple[str, str]:
         raise GatewayAccountMissing
     name = target.username
     if not _GATEWAY_NAME.fullmatch(name) or _CID.fullmatch(name) or name.startswith(
-            TEAM_PREFIX):
+            (TEAM_PREFIX, PROVIDER_PREFIX)):
         raise UnknownAccount(name, "Trygg's own broker user name (in TRYGG_MQTT_URL) must be "
                                    "letters, digits, '_', '.' or '-', not all digits (a "
-                                   f"device's cid) and not starting with {TEAM_PREFIX!r}")
+                                   f"device's cid) and not starting with {TEAM_PREFIX!r} "
+                                   f"or {PROVIDER_PREFIX!r}")
     return name, target.password
 
 
@@ -185,32 +194,46 @@ def check_topic_root(root: str) -> str:
     return root
 
 
-def registry_accounts(session: Session) -> tuple[list[str], list[str], set[str]]:
-    """The cids of the registry's MQTT devices and the codes of its teams, in file order,
-    and which of those devices are locks."""
+@dataclass(frozen=True, slots=True)
+class RegistryAccounts:
+    """Who in the registry gets a broker account, each list in a stable order (numbers
+    in numeric order, shorter first; codes alphabetically): the same file while nothing
+    changes."""
+
+    cids: list[str]  # MQTT devices
+    team_codes: list[str]
+    locks: set[str]  # those of the cids that are locks
+    provider_codes: list[str]
+
+
+def registry_accounts(session: Session) -> RegistryAccounts:
     devices = session.execute(select(Device.cid, Device.kind)
                               .where(Device.kind.in_(MQTT_DEVICE_KINDS))).all()
-    codes = session.execute(select(Team.code)).scalars().all()
-    # Numbers in numeric order (shorter first), then codes alphabetically: a stable file.
-    return (sorted((d.cid for d in devices), key=lambda c: (len(c), c)), sorted(codes),
-            {d.cid for d in devices if d.kind == "lock"})
+    return RegistryAccounts(
+        cids=sorted((d.cid for d in devices), key=lambda c: (len(c), c)),
+        team_codes=sorted(session.execute(select(Team.code)).scalars()),
+        locks={d.cid for d in devices if d.kind == "lock"},
+        provider_codes=sorted(session.execute(select(Provider.code)).scalars()))
 
 
 def accounts(secret: bytes, gateway: tuple[str, str], cids: Iterable[str],
-             team_codes: Iterable[str], locks: Collection[str] = frozenset()) -> list[Account]:
-    """Every broker account: the gateway first, then the teams, then the devices (those
-    among `locks` may read their own commands).
+             team_codes: Iterable[str], locks: Collection[str] = frozenset(),
+             provider_codes: Iterable[str] = ()) -> list[Account]:
+    """Every broker account: the gateway first, then the teams, the providers'
+    coordinators, then the devices (those among `locks` may read their own commands).
 
     A cid that is not hex digits, or a code that could not be a topic level, gets no
     account (the registry's validation keeps them out; this does not trust it).
     """
     result = [Account(gateway[0], "gateway", gateway[1])]
-    for code in team_codes:
-        if _CODE.fullmatch(code):
-            name = team_account(code)
-            result.append(Account(name, "team", derive_password(secret, name)))
-        else:
-            log.warning("broker_account_skipped", kind="team", code=code[:64])
+    for kind, codes, name_of in (("team", team_codes, team_account),
+                                 ("provider", provider_codes, provider_account)):
+        for code in codes:
+            if _CODE.fullmatch(code):
+                name = name_of(code)
+                result.append(Account(name, kind, derive_password(secret, name)))
+            else:
+                log.warning("broker_account_skipped", kind=kind, code=code[:64])
     for cid in cids:
         if _CID.fullmatch(cid):
             result.append(Account(cid, "device", derive_password(secret, cid),
@@ -253,6 +276,8 @@ def acl_file(accounts: Iterable[Account], root: str) -> str:
            "# Anonymous clients, and any account not listed here, may do nothing.\n"]
     headings = {  # each followed by its first block, which opens with a newline
         "team": "\n# Team apps (team-<code>): each reads its own team's messages only.",
+        "provider": "\n# Providers' coordinators (provider-<code>): each reads its own "
+                    "provider's\n# escalations only.",
         "device": "\n# Units and locks (user name = cid): each publishes its own requests, and\n"
                   "# reads its own answers and availability (a lock its own commands too),\n"
                   "# nothing else."}
@@ -274,6 +299,9 @@ def acl_file(accounts: Iterable[Account], root: str) -> str:
         elif account.kind == "team":
             code = name.removeprefix(TEAM_PREFIX)
             out.append(f"\nuser {name}\ntopic read {root}/team/{code}/#\n")
+        elif account.kind == "provider":
+            code = name.removeprefix(PROVIDER_PREFIX)
+            out.append(f"\nuser {name}\ntopic read {root}/provider/{code}/#\n")
         else:
             out.append(f"\nuser {name}\n"
                        f"topic write {root}/dev/{name}/mrq\n"
@@ -340,11 +368,12 @@ def reload_mosquitto(pid_file: Path) -> int:
 class SyncReport:
     devices: int
     teams: int
+    providers: int
     password_file: Path
     acl_file: Path
 
 
-def _read_registry(settings: Settings) -> tuple[list[str], list[str], set[str]]:
+def _read_registry(settings: Settings) -> RegistryAccounts:
     # Never migrates: a sync run by a timer must not move the schema ahead of the
     # running service (dispatch, or `trygg migrate`, does that).
     db = Database(settings.database_url)
@@ -365,8 +394,9 @@ def write_accounts(settings: Settings) -> SyncReport:
     root = check_topic_root(settings.mqtt_topic_root)
     gateway = gateway_account(settings)
     secret = read_secret(settings.broker_secret_file)
-    cids, codes, locks = _read_registry(settings)
-    every = accounts(secret, gateway, cids, codes, locks)
+    registry = _read_registry(settings)
+    every = accounts(secret, gateway, registry.cids, registry.team_codes, registry.locks,
+                     registry.provider_codes)
     for path, text in ((settings.broker_password_file, password_file(every, secret)),
                        (settings.broker_acl_file, acl_file(every, root))):
         try:
@@ -375,9 +405,11 @@ def write_accounts(settings: Settings) -> SyncReport:
             raise BrokerSetupError(f"cannot write {path}: {exc.strerror or exc}") from exc
     report = SyncReport(devices=sum(a.kind == "device" for a in every),
                         teams=sum(a.kind == "team" for a in every),
+                        providers=sum(a.kind == "provider" for a in every),
                         password_file=settings.broker_password_file,
                         acl_file=settings.broker_acl_file)
     log.info("broker_accounts_written", devices=report.devices, teams=report.teams,
+             providers=report.providers,
              password_file=str(report.password_file), acl_file=str(report.acl_file))
     return report
 
@@ -387,9 +419,10 @@ def write_accounts(settings: Settings) -> SyncReport:
 
 def cmd_sync(settings: Settings, args: argparse.Namespace) -> int:
     report = write_accounts(settings)
-    print(f"broker accounts written: {report.devices} devices, {report.teams} teams and "
-          f"Trygg's own ({report.devices + report.teams + 1} in all) to "
-          f"{report.password_file} and {report.acl_file}")
+    every = report.devices + report.teams + report.providers + 1
+    print(f"broker accounts written: {report.devices} devices, {report.teams} teams, "
+          f"{report.providers} providers' coordinators and Trygg's own ({every} in all) "
+          f"to {report.password_file} and {report.acl_file}")
     if args.no_reload:
         print("not reloaded (--no-reload): mosquitto reads them when it starts or reloads")
     elif settings.broker_pid_file is None:
@@ -408,16 +441,23 @@ def cmd_password(settings: Settings, args: argparse.Namespace) -> int:
     target = settings.mqtt
     if target is not None and account == target.username:
         raise UnknownAccount(account, "Trygg's own password is the one in TRYGG_MQTT_URL")
-    is_team = account.startswith(TEAM_PREFIX) and _CODE.fullmatch(
-        account.removeprefix(TEAM_PREFIX))
-    if not (_CID.fullmatch(account) or is_team):
-        raise UnknownAccount(account, f"not a unit's cid (hex digits) or {TEAM_PREFIX}<team code>")
+    is_team, is_provider = (account.startswith(prefix) and bool(_CODE.fullmatch(
+        account.removeprefix(prefix))) for prefix in (TEAM_PREFIX, PROVIDER_PREFIX))
+    if not (_CID.fullmatch(account) or is_team or is_provider):
+        raise UnknownAccount(account, f"not a unit's cid (hex digits), {TEAM_PREFIX}<team code> "
+                                      f"or {PROVIDER_PREFIX}<provider code>")
     secret = read_secret(settings.broker_secret_file)
-    cids, codes, _ = _read_registry(settings)
-    known = (account.removeprefix(TEAM_PREFIX) in codes) if is_team else (account in cids)
+    registry = _read_registry(settings)
+    if is_team:
+        known = account.removeprefix(TEAM_PREFIX) in registry.team_codes
+    elif is_provider:
+        known = account.removeprefix(PROVIDER_PREFIX) in registry.provider_codes
+    else:
+        known = account in registry.cids
     if not known:
-        print(f"note: {account} is not in the registry (as a team, or a base unit or lock); "
-              "it can sign in once it is and `trygg broker sync` has run", file=sys.stderr)
+        print(f"note: {account} is not in the registry (as a team, a provider, or a base unit "
+              "or lock); it can sign in once it is and `trygg broker sync` has run",
+              file=sys.stderr)
     log.info("broker_password_shown", account=account)
     print(derive_password(secret, account))
     return 0
@@ -445,9 +485,11 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
                       help="only write the files (e.g. before mosquitto first starts)")
     sync.set_defaults(func=cmd_sync)
     password = broker_sub.add_parser(
-        "password", help="print the broker password of a unit (its cid) or a team "
-                         "(team-<code>), for provisioning")
-    password.add_argument("account", help="a unit's cid, or team-<team code>")
+        "password", help="print the broker password of a unit (its cid), a team "
+                         "(team-<code>) or a provider's coordinator (provider-<code>), "
+                         "for provisioning")
+    password.add_argument("account",
+                          help="a unit's cid, team-<team code> or provider-<provider code>")
     password.set_defaults(func=cmd_password)
     secret = broker_sub.add_parser(
         "secret", help="create TRYGG_BROKER_SECRET_FILE, from which the passwords derive")

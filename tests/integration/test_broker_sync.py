@@ -42,6 +42,7 @@ ROOT = "trygg/v1"
 GATEWAY_USER, GATEWAY_PASSWORD = "trygg-gateway", "a-long-random-gateway-password"
 UNIT, OTHER_UNIT = "100001", "100002"  # base units of the shipped registry
 TEAM, OTHER_TEAM = "nattpatrull-bro", "nattpatrull-kungsangen"
+PROVIDER, OTHER_PROVIDER = "solrosen", "trygga-hander"  # day providers with coordinators
 
 
 # -- `trygg broker ...` as a user runs it ------------------------------------------------
@@ -219,6 +220,36 @@ async def test_a_team_cannot_send_another_team_a_callout(synced: Broker, files: 
     assert message.payload == b"real"
 
 
+async def test_a_coordinator_reads_its_own_providers_escalations_and_nothing_else(
+        synced: Broker, files: Files) -> None:
+    coordinator = f"provider-{PROVIDER}"
+    async with gateway(synced) as gw, client(synced, coordinator,
+                                             password(files, coordinator)) as app:
+        await app.subscribe(f"{ROOT}/provider/#", qos=1)
+        await app.subscribe(f"{ROOT}/team/#", qos=1)
+        await gw.publish(f"{ROOT}/provider/{OTHER_PROVIDER}/escalation", b"theirs", qos=1)
+        await gw.publish(f"{ROOT}/team/solrosen-kungsangen/callout", b"a team's", qos=1)
+        await gw.publish(f"{ROOT}/provider/{PROVIDER}/escalation", b"ours", qos=1)
+        message = await next_message(app)
+
+    assert (message.topic.value, message.payload) == (
+        f"{ROOT}/provider/{PROVIDER}/escalation", b"ours")
+
+
+async def test_a_coordinator_cannot_send_another_provider_an_escalation(
+        synced: Broker, files: Files) -> None:
+    coordinator, other = f"provider-{PROVIDER}", f"provider-{OTHER_PROVIDER}"
+    async with gateway(synced) as gw, client(
+            synced, coordinator, password(files, coordinator)) as app, client(
+            synced, other, password(files, other)) as other_app:
+        await other_app.subscribe(f"{ROOT}/provider/{OTHER_PROVIDER}/#", qos=1)
+        await app.publish(f"{ROOT}/provider/{OTHER_PROVIDER}/escalation", b"forged", qos=1)
+        await gw.publish(f"{ROOT}/provider/{OTHER_PROVIDER}/escalation", b"real", qos=1)
+        message = await next_message(other_app)
+
+    assert message.payload == b"real"
+
+
 async def test_a_lock_reads_its_own_commands_and_nobody_else_reads_or_sends_them(
         files: Files, db: Database, trygg: Callable[..., int]) -> None:
     lock, other_lock = "300001", "300002"  # the shipped registry's lock, and one more
@@ -328,12 +359,12 @@ def test_sync_gives_every_mqtt_device_and_team_an_account_and_no_dc09_account(
     users = [line.split(":")[0] for line in files.passwords.read_text().splitlines()]
     assert code == 0
     assert users[0] == GATEWAY_USER
-    assert {"100001", "100102", "300001", f"team-{TEAM}"} <= set(users)
+    assert {"100001", "100102", "300001", f"team-{TEAM}", f"provider-{PROVIDER}"} <= set(users)
     assert "4321" not in users  # a DC-09 account reports through a receiver
-    assert len(users) == 1 + 6 + 10  # Trygg, 6 teams, 9 base units and the lock
+    assert len(users) == 1 + 6 + 4 + 10  # Trygg, 6 teams, 4 providers, 9 units and the lock
     assert "user 4321" not in files.acl.read_text()
     assert "pattern" not in files.acl.read_text()
-    assert "10 devices, 6 teams" in capsys.readouterr().out
+    assert "10 devices, 6 teams, 4 providers' coordinators" in capsys.readouterr().out
 
 
 def test_sync_writes_the_same_files_again_with_mode_0640(
@@ -429,6 +460,20 @@ async def test_the_printed_password_signs_the_unit_in(
         await c.publish(f"{ROOT}/dev/{UNIT}/mrq", b"<mrq/>", qos=1)
 
     assert len(printed) == 26 and printed.isalnum()
+
+
+async def test_the_printed_password_signs_a_coordinator_in(
+        synced: Broker, trygg: Callable[..., int], capsys: pytest.CaptureFixture[str]) -> None:
+    coordinator = f"provider-{PROVIDER}"
+    capsys.readouterr()
+    assert trygg("broker", "password", coordinator) == 0
+    out = capsys.readouterr()
+    printed = out.out.splitlines()[-1]
+
+    async with client(synced, coordinator, printed) as c:
+        await c.subscribe(f"{ROOT}/provider/{PROVIDER}/#", qos=1)
+
+    assert "not in the registry" not in out.err
 
 
 def test_password_refuses_trygg_s_own_account_and_unknown_names(

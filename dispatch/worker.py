@@ -61,6 +61,7 @@ OUTBOX_ROUND = 100
 # tight loop.
 TIMER_GATHER_S = 0.1
 
+
 class Publish(Protocol):
     """Hands a message to the broker (raises LinkDown while it is not connected)."""
 

@@ -37,7 +37,7 @@ from core.clock import FakeClock
 from dispatch.api.edge import CONTENT_SECURITY_POLICY
 from dispatch.models import Customer, KeyHolding, KeySet
 from dispatch.views import MASK
-from simulator import DeviceLink, SimulatedBaseUnit
+from simulator import DeviceLink, SimulatedBaseUnit, SimulatedLock
 from tests.brokers import Broker
 from tests.e2e.conftest import (
     BROWSER_TESTS,
@@ -56,6 +56,7 @@ pytestmark = BROWSER_TESTS
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 TEAM = "solrosen-kungsangen"
 UNIT, PROTECTED_UNIT, OTHER_TEAMS_UNIT = "100001", "100006", "100007"
+LOCK = "300001"  # the keyless lock at K-1001's door
 FIRST, SECOND = "Maria Holm", "Ahmed Yusuf"  # Solrosen Kungsängen's call order
 KEYS = [("D-1001", "day_provider", "solrosen"),
         ("N-1001", "night_organisation", "nattorganisationen")]
@@ -289,6 +290,49 @@ async def test_a_responder_answers_a_call_out_and_gives_the_reason_for_a_long_vi
     assert done["needs_visit_reason"] is False
     assert [e["actor"] for e in done["log"] if e["action"] in (
         "on_my_way", "check_in", "check_out", "visit_reason")] == [FIRST] * 4
+
+
+async def test_the_responder_who_accepted_opens_the_door_lock_after_saying_yes(
+        phone: Page, service: Service, link: DeviceLink, maria: Account, operator: Account,
+        artifacts: Path) -> None:
+    await sign_in_on_phone(phone, maria)
+    async with SimulatedLock(LOCK, link, clock=service.clock.now, relock_after_s=0.2,
+                             resend_after_s=1.0) as lock:
+        await press(service, link, UNIT)
+        call = card(phone, UNIT)
+        await expect(state_of(call)).to_have_text("Call-out for you", timeout=UI_TIMEOUT_MS)
+        door = call.locator('[data-role="door-lock"]')
+        await expect(call.locator('[data-role="keys"] li')).to_have_count(len(KEYS))
+        await expect(door).to_have_count(0)  # not before they have said they are going
+
+        await call.get_by_role("button", name="Accept").tap()
+        await expect(state_of(call)).to_have_text("Accepted by you")
+        await door.get_by_role("button", name="Open the door…").tap()
+        # Opening a door is consequential: it asks first, and Cancel takes the focus.
+        await expect(door).to_contain_text(
+            f"Open the door at Tibblevägen 12 now (lock {LOCK})?")
+        await expect(door.get_by_role("button", name="Cancel")).to_be_focused()
+        await door.get_by_role("button", name="Cancel").tap()
+        await expect(door.get_by_role("button", name="Yes, open the door")).to_have_count(0)
+        assert lock.obeyed == []
+        await door.get_by_role("button", name="Open the door…").tap()
+        await phone.screenshot(path=artifacts / "mobile-door-confirm.png")
+        await door.get_by_role("button", name="Yes, open the door").tap()
+
+        await expect(call.get_by_role("status")).to_have_text(re.compile(
+            rf"^Unlock sent to lock {LOCK} at \d\d:\d\d: the door opens in a moment\.$"))
+        opened = False
+        for _ in range(100):  # the command goes out through the outbox to the lock
+            opened = bool(lock.obeyed)
+            if opened:
+                break
+            await phone.wait_for_timeout(100)
+        alarm_id = int(await call.get_attribute("data-id") or 0)
+        trail = [(e["action"], e["actor"]) for e in (
+            await alarm(service, operator, alarm_id))["log"]]
+
+    assert opened and len(lock.obeyed) == 1
+    assert ("lock_open_requested", FIRST) in trail
 
 
 async def test_a_responder_of_another_team_does_not_see_the_alarm(

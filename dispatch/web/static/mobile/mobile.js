@@ -52,6 +52,8 @@ const S = {
   alarms: new Map(), // id -> view: open, or completed and still this responder's to finish
   gone: new Set(), // ids closed: a stale snapshot never brings one back
   keys: new Map(), // id -> key sets [{number, holder, holder_code}] | "loading" | "error"
+  locks: new Map(), // id -> the site's keyless locks' cids (from the alarm's details)
+  confirming: new Map(), // id -> the lock whose opening waits for "Yes, open the door"
   notes: new Map(), // id -> {kind: "ok" | "error", text}: the answer to the last button
   drafts: new Map(), // id -> the visit reason being typed (kept across live updates)
   busy: new Set(), // ids with a button's request on its way
@@ -123,7 +125,8 @@ function stopApp() {
   S.timers = [];
   S.me = null;
   S.lastTitle = ""; // the sign-in form's title, or the next session's, is written next
-  for (const map of [S.alarms, S.gone, S.keys, S.notes, S.drafts, S.busy, S.cards]) map.clear();
+  for (const map of [S.alarms, S.gone, S.keys, S.locks, S.confirming, S.notes, S.drafts, S.busy,
+    S.cards]) map.clear();
   $("alarms").replaceChildren();
   $("banner-conn").hidden = true;
   $("notice").hidden = true;
@@ -197,8 +200,9 @@ function upsert(view, live) {
   if (S.gone.has(view.id)) return;
   const held = S.alarms.get(view.id);
   if (held && isBehind(view, held)) return;
-  const { log: _log, keys, locks: _locks, ...plain } = view;
+  const { log: _log, keys, locks, ...plain } = view;
   if (keys) S.keys.set(plain.id, keys);
+  if (locks) S.locks.set(plain.id, locks);
   if (plain.state === "closed") S.gone.add(plain.id);
   if (!shown(plain)) {
     forget(plain.id);
@@ -216,6 +220,8 @@ function upsert(view, live) {
 function forget(id) {
   S.alarms.delete(id);
   S.keys.delete(id);
+  S.locks.delete(id);
+  S.confirming.delete(id);
   S.notes.delete(id);
   S.drafts.delete(id);
 }
@@ -279,8 +285,8 @@ function render() {
       card = { el: h("li", { class: "m-alarm", tabindex: "-1" }), sig: "" };
       S.cards.set(view.id, card);
     }
-    const sig = JSON.stringify([view, S.keys.get(view.id), S.notes.get(view.id),
-      S.busy.has(view.id), S.me.name]);
+    const sig = JSON.stringify([view, S.keys.get(view.id), S.locks.get(view.id),
+      S.confirming.get(view.id), S.notes.get(view.id), S.busy.has(view.id), S.me.name]);
     if (sig !== card.sig) {
       fillCard(card.el, view);
       card.sig = sig;
@@ -327,7 +333,7 @@ function fillCard(li, v) {
       v.state !== "completed" && [", ",
         h("span", { class: "num", dataset: { role: "since", from: since } }, ""), " ago"]));
   li.replaceChildren(...[head, ...whoAndWhere(v), flags(v), statusLine(v), keysBox(v),
-    noteLine(v), actions(v)].filter(Boolean));
+    doorBox(v), noteLine(v), actions(v)].filter(Boolean));
 }
 
 function whoAndWhere(v) {
@@ -402,6 +408,33 @@ function keysBox(v) {
       `${HOLDER_LABEL[k.holder] || k.holder || "?"}${k.holder_code ? ` (${k.holder_code})` : ""}`)));
   }
   return h("section", { class: "m-keys", "aria-label": "Keys" }, h("h3", {}, "Keys"), body);
+}
+
+/**
+ * The site's keyless lock, for the responder who accepted the alarm, while it is open:
+ * opened remotely when they are at the door without a key. Opening a door is
+ * consequential, so the button asks once more first, and Cancel takes the focus.
+ */
+function doorBox(v) {
+  const locks = S.locks.get(v.id) || [];
+  if (!locks.length || !acceptedByMe(v) || !["accepted", "on_site"].includes(v.state)) return null;
+  const confirming = S.confirming.get(v.id);
+  const busy = S.busy.has(v.id);
+  const where = v.site ? displayAddress(v.site) : "the customer's door";
+  const body = confirming
+    ? [h("p", { class: "m-confirm", id: `m-door-${v.id}` },
+        `Open the door at ${where} now (lock ${confirming})? It unlocks for whoever is at the door.`),
+      h("div", { class: "m-buttons" },
+        h("button", { type: "button", class: "m-btn m-btn-danger", disabled: busy,
+          "aria-describedby": `m-door-${v.id}`, dataset: { action: "confirm-open-lock", cid: confirming } },
+          "Yes, open the door"),
+        h("button", { type: "button", class: "m-btn", disabled: busy,
+          dataset: { action: "cancel-open-lock" } }, "Cancel"))]
+    : [h("div", { class: "m-buttons" }, locks.map((cid) =>
+        h("button", { type: "button", class: "m-btn", disabled: busy, dataset: { action: "open-lock", cid } },
+          locks.length > 1 ? `Open the door (lock ${cid})…` : "Open the door…")))];
+  return h("section", { class: "m-door", "aria-label": "Door", dataset: { role: "door-lock" } },
+    h("h3", {}, locks.length > 1 ? "Keyless locks" : "Keyless lock"), ...body);
 }
 
 function noteLine(v) {
@@ -519,13 +552,60 @@ async function runAction(id, action, path, body, done) {
   queueRender();
 }
 
+/** The unlock command goes out through the outbox; the lock reports the opening itself. */
+async function openLock(id, cid) {
+  if (S.busy.has(id)) return;
+  S.busy.add(id);
+  S.notes.delete(id);
+  queueRender();
+  let res;
+  try {
+    res = await call(`/api/alarms/${id}/open-lock`, { method: "POST", body: { cid } });
+  } finally {
+    S.busy.delete(id);
+  }
+  if (!res) return;
+  S.confirming.delete(id);
+  if (res.ok) {
+    S.notes.set(id, { kind: "ok",
+      text: `Unlock sent to lock ${res.body.lock} at ${clockTime(res.body.requested_at).slice(0, 5)}: the door opens in a moment.` });
+  } else if (res.status === 404) {
+    S.gone.add(id);
+    forget(id);
+    notice("This alarm is no longer your team's: it was handed over or closed.");
+  } else {
+    S.notes.set(id, { kind: "error", text: res.network
+      ? "Could not reach the server. Nothing was sent. Try again."
+      : `${capitalised(errorText(res.body, `the server refused (${res.status})`))}.` });
+  }
+  queueRender();
+}
+
 function onListClick(event) {
   const target = event.target.closest("button[data-action]");
   if (!target) return;
   const li = target.closest("li.m-alarm");
-  const spec = ACTIONS[target.dataset.action];
-  if (!li || !spec) return;
-  runAction(Number(li.dataset.id), target.dataset.action, target.dataset.action, spec.body, spec.done);
+  if (!li) return;
+  const id = Number(li.dataset.id);
+  const action = target.dataset.action;
+  if (action === "open-lock") {
+    S.confirming.set(id, target.dataset.cid);
+    S.notes.delete(id);
+    queueRender();
+    requestAnimationFrame(() => li.querySelector('[data-action="cancel-open-lock"]')?.focus());
+    return;
+  }
+  if (action === "cancel-open-lock") {
+    S.confirming.delete(id);
+    queueRender();
+    return;
+  }
+  if (action === "confirm-open-lock") {
+    openLock(id, target.dataset.cid);
+    return;
+  }
+  const spec = ACTIONS[action];
+  if (spec) runAction(id, action, action, spec.body, spec.done);
 }
 
 function onListSubmit(event) {

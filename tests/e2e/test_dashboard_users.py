@@ -234,6 +234,14 @@ async def test_a_responder_sees_only_their_teams_alarms_and_may_only_accept(
     assert shown == [a["cid"] for a in everyone if (a["team"] or {}).get("code") ==
                      "solrosen-kungsangen"]
 
+    # She answers for herself: one click, no dialog asking whose name to record.
+    alarm_id = int(await own.get_attribute("data-id") or 0)
+    await own.get_by_role("button", name=re.compile(r"^Accept alarm")).click()
+    await expect(page.locator(".toast")).to_contain_text(
+        f"You accepted alarm {alarm_id}: nobody else is called.")
+    await expect(page.locator("#accept-dialog")).to_be_hidden()
+    await expect(own).to_contain_text("Answered by Maria Holm")
+
 
 async def test_a_tfh_technician_sees_device_health_and_no_alarm_queue(
         page: Page, service: Service, operator: Account, artifacts: Path) -> None:

@@ -491,9 +491,11 @@ function actionButtons(v, inDetails) {
   const buttons = [];
   const may = (action) => mayDo(S.me?.role, action);
   const canAccept = may("accept") && (v.state === "received" || v.state === "called_out");
+  // A responder answers for themselves (the server records their name): no dialog.
+  const self = S.me?.role === "responder";
   if (canAccept) {
     buttons.push(h("button", { type: "button", class: "btn btn-primary", dataset: { action: "accept" } },
-      "Accept…", label.cloneNode(true)));
+      self ? "Accept" : "Accept…", label.cloneNode(true)));
   }
   if (may("close") && v.state === "completed") {
     buttons.push(h("button", { type: "button", class: "btn btn-primary", dataset: { action: "close" } },
@@ -505,7 +507,7 @@ function actionButtons(v, inDetails) {
   }
   if (inDetails && may("decline") && v.state === "called_out" && v.team) {
     buttons.push(h("button", { type: "button", class: "btn", dataset: { action: "decline" } },
-      "Declined…", label.cloneNode(true)));
+      self ? "Decline" : "Declined…", label.cloneNode(true)));
   }
   if (may("visit-reason") && v.needs_visit_reason) {
     buttons.push(h("button", { type: "button", class: "btn", dataset: { action: "visit-reason" } },
@@ -585,7 +587,13 @@ function onQueueClick(event) {
 
 function runAction(id, action, button) {
   returnFocus = { id, action };
-  if (action === "accept") openAccept(id);
+  const self = S.me?.role === "responder"; // answers for themselves: no name to ask
+  if (action === "accept" && self) {
+    simpleAction(id, "accept", button, (v) => `You accepted alarm ${v.id}: nobody else is called.`);
+  } else if (action === "decline" && self) {
+    simpleAction(id, "decline", button, (v) => `You declined alarm ${v.id}. ${callingText(v) || ""}`.trim());
+  }
+  else if (action === "accept") openAccept(id);
   else if (action === "kvittering") openKvittering(id);
   else if (action === "details") openDetails(id);
   else if (action === "decline") openDecline(id);

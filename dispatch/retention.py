@@ -1,10 +1,17 @@
-"""Retention of the event log: old processed events deleted, raw frames blanked sooner.
+"""Retention of the operational logs: old processed events deleted, raw frames blanked
+sooner, and finished timer steps and sent team messages deleted.
 
 The inbox keeps every device message dispatch has applied, for the follow-up of an
 alarm. After `TRYGG_EVENT_RETENTION_DAYS` (90) a processed event is deleted; after
 `TRYGG_RAW_FRAME_RETENTION_DAYS` (7) its raw frame is blanked, since free-text fields
 may carry personal data. Alarms, their audit trail and presence records are kept: they
 hold the event's id, not a reference the database enforces.
+
+After the same 90 days the timer steps (`deadlines`) that fired or were cancelled, of
+alarms no longer open, are deleted, and so are the outbox's messages sent or set aside:
+each alarm leaves a dozen of those, and what they did is on the alarm's trail. Both are
+worked off from their oldest rows, a window of `batch` at a time, so a pass reads what
+it deletes and not the months kept behind it.
 
 Off the hot path: small batches on the writer's background lane, a pause between
 batches so device answers never queue behind a long delete, run by the dispatch leader.
@@ -21,11 +28,13 @@ from functools import partial
 
 import structlog
 from prometheus_client import Counter, Gauge
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from core import inbox
 from core.clock import Clock
 from core.db import Database, Lane
+from dispatch.models import OPEN_STATES, Alarm, Deadline, OutboxMessage
 
 log = structlog.get_logger(__name__)
 
@@ -33,6 +42,12 @@ DELETED = Counter("trygg_event_log_deleted_total",
                   "Processed device events deleted after the retention period")
 BLANKED = Counter("trygg_event_log_frames_blanked_total",
                   "Raw device frames blanked after the raw-frame retention period")
+STEPS_DELETED = Counter("trygg_timer_steps_deleted_total",
+                        "Fired or cancelled timer steps of finished alarms deleted after "
+                        "the retention period")
+MESSAGES_DELETED = Counter("trygg_outbox_deleted_total",
+                           "Team messages sent or set aside, deleted after the retention "
+                           "period")
 LOG_ROWS = Gauge("trygg_event_log_rows", "Rows in the device event log")
 LOG_OLDEST_AGE = Gauge("trygg_event_log_oldest_age_seconds",
                        "Age of the oldest row in the device event log")
@@ -48,6 +63,35 @@ class Pass:
     blanked: int
     rows: int
     oldest: datetime | None
+    steps_deleted: int = 0
+    messages_deleted: int = 0
+
+
+def delete_finished_steps(session: Session, cutoff: datetime, limit: int) -> int:
+    """Of the `limit` oldest timer steps, delete those that fired or were cancelled
+    before `cutoff` and whose alarm is no longer open (a running chain keeps its own)."""
+    oldest = select(Deadline.id).order_by(Deadline.id).limit(limit).subquery()
+    ids = session.execute(
+        select(Deadline.id).join(oldest, oldest.c.id == Deadline.id)
+        .join(Alarm, Alarm.id == Deadline.alarm_id)
+        .where(func.coalesce(Deadline.fired_at, Deadline.cancelled_at) < cutoff,
+               Alarm.state.not_in(OPEN_STATES))).scalars().all()
+    if ids:
+        session.execute(delete(Deadline).where(Deadline.id.in_(ids)))
+    return len(ids)
+
+
+def delete_old_messages(session: Session, cutoff: datetime, limit: int) -> int:
+    """Of the `limit` oldest outbox messages, delete those sent or set aside before
+    `cutoff`; one still to send stays whatever its age."""
+    oldest = select(OutboxMessage.id).order_by(OutboxMessage.id).limit(limit).subquery()
+    ids = session.execute(
+        select(OutboxMessage.id).join(oldest, oldest.c.id == OutboxMessage.id)
+        .where(func.coalesce(OutboxMessage.sent_at, OutboxMessage.failed_at) < cutoff)
+    ).scalars().all()
+    if ids:
+        session.execute(delete(OutboxMessage).where(OutboxMessage.id.in_(ids)))
+    return len(ids)
 
 
 class Retention:
@@ -72,17 +116,25 @@ class Retention:
         now = self.clock.now()
         delete = partial(inbox.delete_expired, cutoff=now - self.keep_events, limit=self.batch)
         blank = partial(inbox.blank_raw_frames, cutoff=now - self.keep_frames, limit=self.batch)
+        cutoff = now - self.keep_events
+        steps = partial(delete_finished_steps, cutoff=cutoff, limit=self.batch)
+        messages = partial(delete_old_messages, cutoff=cutoff, limit=self.batch)
         # Deleting always starts from the oldest row: what it deleted is its progress.
         deleted = sum(await self._repeat(lambda s: (n := delete(s), n)))
         blanked = sum(await self._repeat(blank))
+        steps_deleted = sum(await self._repeat(lambda s: (n := steps(s), n)))
+        messages_deleted = sum(await self._repeat(lambda s: (n := messages(s), n)))
         rows, oldest = await self._log_size()
         LOG_ROWS.set(rows)
         LOG_OLDEST_AGE.set(max((now - oldest).total_seconds(), 0.0) if oldest else 0.0)
         DELETED.inc(deleted)
         BLANKED.inc(blanked)
-        if deleted or blanked:
-            log.info("event_log_retention", deleted=deleted, blanked=blanked, rows=rows)
-        return Pass(deleted, blanked, rows, oldest)
+        STEPS_DELETED.inc(steps_deleted)
+        MESSAGES_DELETED.inc(messages_deleted)
+        if deleted or blanked or steps_deleted or messages_deleted:
+            log.info("event_log_retention", deleted=deleted, blanked=blanked, rows=rows,
+                     timer_steps_deleted=steps_deleted, messages_deleted=messages_deleted)
+        return Pass(deleted, blanked, rows, oldest, steps_deleted, messages_deleted)
 
     async def _log_size(self) -> tuple[int, datetime | None]:
         """The log's rows and oldest arrival, counted again when `measure_s` has passed."""

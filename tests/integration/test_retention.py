@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import select, update
 
@@ -15,10 +17,12 @@ from core.settings import SHIPPED_CONFIG
 from devices.events import DeviceEvent, EventKind
 from dispatch import services
 from dispatch.config import load_config
-from dispatch.models import Alarm, PresenceRecord
+from dispatch.models import Alarm, Deadline, OutboxMessage, PresenceRecord
+from dispatch.registry import import_config
 from dispatch.retention import Retention
 from dispatch.services import DispatchRules
 from dispatch.views import alarm_view
+from trygg.migrations import upgrade
 
 NOW = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
 _CONFIG = load_config(SHIPPED_CONFIG)
@@ -120,3 +124,79 @@ async def test_ids_are_never_handed_out_again_after_retention(db: Database) -> N
         select(DeviceEventRow.id, DeviceEventRow.ref)).all())
 
     assert max(i for i, ref in ids if ref == "after") > newest_before
+
+
+# -- timer steps and team messages -------------------------------------------------------
+
+
+def _steps(db: Database) -> dict[int, list[tuple[str, bool]]]:
+    """Each alarm's timer steps: kind, and whether it is still pending."""
+    out: dict[int, list[tuple[str, bool]]] = {}
+    for d in db.transaction(lambda s: s.execute(select(Deadline).order_by(Deadline.id))
+                            .scalars().all()):
+        out.setdefault(d.alarm_id, []).append(
+            (d.kind, d.fired_at is None and d.cancelled_at is None))
+    return out
+
+
+def _messages(db: Database) -> list[tuple[str, bool]]:
+    return db.transaction(lambda s: [(m.message_id or "", m.sent_at is not None) for m in
+                                     s.execute(select(OutboxMessage).order_by(
+                                         OutboxMessage.id)).scalars()])
+
+
+@pytest.fixture
+def both_db(database_url: str) -> Iterator[Database]:
+    """A migrated database with the shipped registry, on SQLite and on PostgreSQL."""
+    database = Database(database_url)
+    upgrade(database.engine)
+    database.transaction(lambda s: import_config(s, _CONFIG))
+    yield database
+    database.close()
+
+
+async def test_finished_alarms_timer_steps_and_sent_messages_go_after_90_days(
+        both_db: Database) -> None:
+    db = both_db
+    old = NOW - timedelta(days=100)
+    _store(db, old, EventKind.ALARM, "old")
+    _apply(db, old)
+    old_id = db.transaction(lambda s: s.execute(select(Alarm.id)).scalar_one())
+    db.transaction(lambda s: services.close_by_phone(s, old_id, "all well", "operator",
+                                                     old + timedelta(minutes=5)))
+    # What was still pending fires (as stale) at its time, a day at most.
+    db.transaction(lambda s: services.fire_due(s, old + timedelta(days=1), RULES))
+    old_messages = _messages(db)
+    db.transaction(lambda s: services.mark_sent(
+        s, [m.id for m in s.execute(select(OutboxMessage)).scalars()], old + timedelta(days=1)))
+    # A recent alarm, its chain running, and its call-out not sent yet.
+    recent = NOW - timedelta(minutes=10)
+    _store(db, recent, EventKind.ALARM, "new")
+    _apply(db, recent)
+    db.transaction(lambda s: services.fire_due(s, NOW, RULES))
+    new_id = max(db.transaction(lambda s: s.execute(select(Alarm.id)).scalars().all()))
+    before = _steps(db)
+    unsent = [m for m in _messages(db) if not m[1]]
+
+    result = await Retention(db, FakeClock(NOW), batch=4, pause_s=0).run_once()
+
+    after = _steps(db)
+    assert before[old_id] and old_id not in after  # every one of the old alarm's steps
+    assert after[new_id] == before[new_id]  # the running chain keeps all of its own
+    assert any(pending for _, pending in after[new_id])
+    assert result.steps_deleted == len(before[old_id])
+    assert old_messages and _messages(db) == unsent  # the old ones went, sent a day later
+    assert result.messages_deleted == len(old_messages)
+    assert db.transaction(lambda s: s.get(Alarm, old_id).state) == "closed"  # type: ignore[union-attr]
+
+
+async def test_a_message_still_to_send_stays_whatever_its_age(db: Database) -> None:
+    old = NOW - timedelta(days=200)
+    _store(db, old, EventKind.ALARM, "old")
+    _apply(db, old)  # its call-out waits in the outbox (the broker was never reached)
+    waiting = _messages(db)
+
+    result = await Retention(db, FakeClock(NOW)).run_once()
+
+    assert waiting and _messages(db) == waiting
+    assert result.messages_deleted == 0

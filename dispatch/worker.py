@@ -233,47 +233,55 @@ class Dispatcher:
         """One pass over what waits in the outbox, publishing it in order; returns how
         many were sent.
 
-        The pass goes round by round, `OUTBOX_ROUND` messages at a time, each message
-        tried once. A round's messages are marked sent in one write when it ends, also
-        when it ends early (the broker went away, the process is stopping): one write
-        per message queued behind the timer sweep's on SQLite's single writer, and in the
-        timer benchmark a chain's call-outs went out minutes late. So a crash re-sends at
-        most a round; each message's `message_id` lets the team app drop a repeat.
+        The pass goes round by round, `OUTBOX_ROUND` messages at a time. A round's
+        messages are marked sent in one write when it ends, also when it ends early (the
+        broker went away, the process is stopping): one write per message queued behind
+        the timer sweep's on SQLite's single writer, and in the timer benchmark a chain's
+        call-outs went out minutes late. So a crash re-sends at most a round; each
+        message's `message_id` lets the team app drop a repeat.
 
         A message that fails is tried again next pass, and after a few tries set aside;
-        the messages behind it go on, except those to the same team (the same topic but
-        its last level), which keep their order behind it until it is sent or set aside.
-        While the broker is down the pass stops.
+        the messages behind it in its round go on, except those to the same team (the
+        same topic but its last level), which keep their order behind it. A round with a
+        failure ends the pass, so the failed message is tried again, first of its team,
+        before the rest of a backlog goes out. While the broker is down the pass stops.
         """
         if self.publish is None:
             return 0
         sent = 0
-        held: set[str] = set()  # a message to this team failed this pass: keep the order
         after = 0
         while True:
             pending = await self.db.read(
                 partial(services.pending_outbox, limit=OUTBOX_ROUND, after=after))
-            went, link_down = await self._outbox_round(pending, held)
+            went, ended = await self._outbox_round(pending)
             sent += went
-            if link_down or len(pending) < OUTBOX_ROUND:
+            if ended or len(pending) < OUTBOX_ROUND:
                 return sent
             after = pending[-1][0]
 
     async def _outbox_round(self, pending: list[tuple[int, str, str, bool]],
-                            held: set[str]) -> tuple[int, bool]:
-        """Publish a round and mark what went sent: how many, and whether the broker was
-        away (the pass stops)."""
+                            ) -> tuple[int, bool]:
+        """Publish a round and mark what went sent: how many, and whether the pass ends
+        here (the broker was away, or a message failed)."""
         assert self.publish is not None
         sent: list[int] = []
+        held: set[str] = set()  # a message to this team failed: keep the order
+        task = asyncio.current_task()
         try:
             for outbox_id, topic, payload, retain in pending:
+                # A stop's cancel can be lost inside a publish (on 3.11 the wait for the
+                # broker's acknowledgement is a wait_for): honour it here, or the pass
+                # would go on over the whole queue while a new leader sends it too.
+                if task is not None and task.cancelling():
+                    raise asyncio.CancelledError
                 team = topic.rpartition("/")[0]
                 if team in held:
                     continue
                 try:
                     await self.publish(topic, payload, retain=retain)
                 except LinkDown:
-                    log.warning("outbox_waits_for_broker", unsent=len(pending) - len(sent))
+                    log.warning("outbox_waits_for_broker",
+                                unsent_in_round=len(pending) - len(sent))
                     return len(sent), True  # no try counted: nothing is wrong with them
                 except Exception as exc:
                     held.add(team)
@@ -286,7 +294,7 @@ class Dispatcher:
                 await self.db.write(partial(services.mark_sent, ids=sent,
                                             now=self.clock.now()), Lane.BACKGROUND)
                 OUTBOX_SENT.inc(len(sent))
-        return len(sent), False
+        return len(sent), bool(held)
 
     async def _publish_failed(self, outbox_id: int, exc: Exception) -> None:
         error = f"{type(exc).__name__}: {exc}"
@@ -394,7 +402,8 @@ class Dispatcher:
         due = await self.db.read(services.next_due)
         if due is None:
             return sweep_s
-        return max(TIMER_GATHER_S, min(sweep_s, (due - self.clock.now()).total_seconds()))
+        wait = (due - self.clock.now()).total_seconds()
+        return min(sweep_s, max(TIMER_GATHER_S, wait))
 
     async def run_outbox(self, poll_s: float = 1.0) -> None:
         while True:

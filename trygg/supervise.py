@@ -111,20 +111,22 @@ class GatewayProcess:
     async def __aexit__(self, exc_type: type[BaseException] | None,
                         exc: BaseException | None, tb: TracebackType | None) -> None:
         self._stopping = True
-        # The watchers first, so no new child is started behind the stop's back.
-        for task in (self._monitor, self._probe):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        if self._proc is not None and self._proc.returncode is None:
-            self._proc.terminate()
-            try:
-                async with asyncio.timeout(10):
+        try:
+            # The watchers first, so no new child is started behind the stop's back.
+            for task in (self._monitor, self._probe):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+        finally:  # a watcher that died of a bug must not leave the child running
+            if self._proc is not None and self._proc.returncode is None:
+                self._proc.terminate()
+                try:
+                    async with asyncio.timeout(10):
+                        await self._proc.wait()
+                except TimeoutError:
+                    self._proc.kill()
                     await self._proc.wait()
-            except TimeoutError:
-                self._proc.kill()
-                await self._proc.wait()
 
 
 async def child_ready(host: str, port: int, timeout_s: float = 1.0) -> bool:

@@ -99,6 +99,31 @@ async def test_a_stop_ends_even_when_the_readiness_probe_misses_its_cancel(
     assert not child.alive()
 
 
+async def test_a_stop_ends_the_child_even_when_a_watcher_died_of_a_bug(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import trygg.supervise
+
+    async def probe_that_breaks(host: str, port: int, timeout_s: float = 1.0) -> bool:
+        raise OverflowError("getsockaddrarg: port must be 0-65535.")  # a port past 65535
+
+    monkeypatch.setattr(trygg.supervise, "child_ready", probe_that_breaks)
+    settings = Settings(mqtt_url=f"mqtt://127.0.0.1:{free_port()}",
+                        database_url=f"sqlite:///{tmp_path / 't.db'}",
+                        http_port=free_port(), gateway_http_port=free_port())
+    child = GatewayProcess(settings)
+    await child.__aenter__()
+    try:
+        assert await _eventually(lambda: child.alive() and child._probe.done(), 10)  # type: ignore[union-attr]
+        with pytest.raises(OverflowError):  # the bug is not hidden...
+            await child.__aexit__(None, None, None)
+    finally:
+        orphan = child.alive()
+        if orphan:
+            child._proc.kill()  # type: ignore[union-attr]
+
+    assert not orphan  # ...and the child is stopped all the same
+
+
 async def test_trygg_run_is_ready_once_the_gateway_child_is_subscribed(
         broker: Broker, tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 't.db'}"

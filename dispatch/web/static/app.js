@@ -507,7 +507,7 @@ function actionButtons(v, inDetails) {
   }
   if (inDetails && may("decline") && v.state === "called_out" && v.team) {
     buttons.push(h("button", { type: "button", class: "btn", dataset: { action: "decline" } },
-      self ? "Decline" : "Declined…", label.cloneNode(true)));
+      "Declined…", label.cloneNode(true)));
   }
   if (may("visit-reason") && v.needs_visit_reason) {
     buttons.push(h("button", { type: "button", class: "btn", dataset: { action: "visit-reason" } },
@@ -587,13 +587,9 @@ function onQueueClick(event) {
 
 function runAction(id, action, button) {
   returnFocus = { id, action };
-  const self = S.me?.role === "responder"; // answers for themselves: no name to ask
-  if (action === "accept" && self) {
+  if (action === "accept" && S.me?.role === "responder") { // answers for themselves
     simpleAction(id, "accept", button, (v) => `You accepted alarm ${v.id}: nobody else is called.`);
-  } else if (action === "decline" && self) {
-    simpleAction(id, "decline", button, (v) => `You declined alarm ${v.id}. ${callingText(v) || ""}`.trim());
-  }
-  else if (action === "accept") openAccept(id);
+  } else if (action === "accept") openAccept(id);
   else if (action === "kvittering") openKvittering(id);
   else if (action === "details") openDetails(id);
   else if (action === "decline") openDecline(id);

@@ -1,6 +1,7 @@
 // Trygg on a responder's phone (/m/): sign in, see the team's open alarms live, and
 // answer a call-out with big buttons: accept or decline, on my way, check in and check
-// out when the unit cannot, and the reason for a visit longer than 15 minutes.
+// out when the unit cannot, the reason for a visit longer than 15 minutes, and, once
+// they have accepted, opening the site's keyless lock (after a "Yes, open the door").
 // Plain ES modules, no build step, nothing loaded from outside this server: phones on
 // a closed network must work as well.
 //

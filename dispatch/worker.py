@@ -60,6 +60,9 @@ OUTBOX_ROUND = 100
 # and a step left due (its alarm locked by an operator's change) is not retried in a
 # tight loop.
 TIMER_GATHER_S = 0.1
+# The longest wait between outbox passes that keep failing (doubling from the poll).
+OUTBOX_MAX_BACKOFF_S = 30.0
+_pause = asyncio.sleep  # the outbox's back-off (a test records it instead of waiting)
 
 
 class Publish(Protocol):
@@ -405,11 +408,20 @@ class Dispatcher:
         wait = (due - self.clock.now()).total_seconds()
         return min(sweep_s, max(TIMER_GATHER_S, wait))
 
-    async def run_outbox(self, poll_s: float = 1.0) -> None:
+    async def run_outbox(self, poll_s: float = 1.0,
+                         max_backoff_s: float = OUTBOX_MAX_BACKOFF_S) -> None:
+        backoff = 0.0
         while True:
+            if backoff:
+                # After a failed pass, not at the next wake: a database that reads but
+                # cannot write (a full disk, a read-only standby after a failover) has
+                # each pass publish its round again without marking it sent.
+                await _pause(backoff)
             await _woken_or_timed_out(self._outbox_waiting, poll_s)
             self._outbox_waiting.clear()
             try:
                 await self.send_outbox()
+                backoff = 0.0
             except Exception:
                 log.exception("dispatch_outbox_failed")
+                backoff = min(max(2 * backoff, poll_s), max_backoff_s)

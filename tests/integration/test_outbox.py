@@ -236,6 +236,36 @@ async def test_a_stop_that_a_publish_lost_ends_the_pass_at_the_next_message(
     assert restarted.ids == ids[5:]
 
 
+async def test_a_database_that_cannot_mark_them_sent_is_retried_less_and_less_often(
+        db: Database, clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full disk, or a read-only PostgreSQL after a failover: the messages can be read
+    and published but not marked sent, so each pass publishes its round again."""
+    from dispatch import worker as worker_module
+
+    waiting(db, clock, 150)
+
+    def read_only(*args: Any, **kwargs: Any) -> int:
+        raise OSError("the disk is full")
+
+    monkeypatch.setattr(services, "mark_sent", read_only)
+    pauses: list[float] = []
+
+    async def record(seconds: float) -> None:
+        pauses.append(seconds)
+        if len(pauses) == 7:
+            raise asyncio.CancelledError  # enough seen: the loop stops here
+
+    monkeypatch.setattr(worker_module, "_pause", record)
+    publish = FakePublish()
+
+    with pytest.raises(asyncio.CancelledError):
+        await dispatcher(db, clock, publish).run_outbox(poll_s=0.001, max_backoff_s=0.016)
+
+    # Before: a pass at every wake or poll, each publishing the round again.
+    assert pauses == [0.001, 0.002, 0.004, 0.008, 0.016, 0.016, 0.016]
+    assert publish.calls == 7 * 100  # a round a pass; the pass ends where the mark failed
+
+
 # -- never blocked -------------------------------------------------------------------------
 
 

@@ -770,7 +770,9 @@ def fire_due(session: Session, now: datetime, rules: DispatchRules) -> Outcome:
     for alarm_id in fired.alarm_ids:
         out.touch(alarm_id)
     fired.alarm_ids.clear()
-    out.more = len(due) == FIRE_BATCH  # more may be due: the sweep goes on at once
+    # More may be due: the sweep goes on at once; but not when none of the batch could be
+    # taken (its alarms all being changed elsewhere), or it would spin on the same rows.
+    out.more = len(due) == FIRE_BATCH and bool(claimed)
     return out
 
 

@@ -232,6 +232,27 @@ def test_a_press_while_the_standby_closes_the_alarm_by_phone_raises_a_new_alarm(
     assert states[1][2] == "solrosen-kungsangen"
 
 
+@needs_postgres
+def test_a_full_batch_of_steps_on_alarms_being_changed_elsewhere_is_not_spun_on(
+        pools: tuple[Database, Database], monkeypatch: pytest.MonkeyPatch) -> None:
+    leader, standby = pools
+    leader.transaction(lambda s: append_events(s, [Incoming(event(EventKind.ALARM, "100001"),
+                                                            b"<mrq/>", T0)]))
+    leader.transaction(lambda s: services.process_pending(s, T0, RULES, budget_s=60))
+    alarm_id = leader.transaction(lambda s: s.execute(select(Alarm.id)).scalar_one())
+    monkeypatch.setattr(services, "FIRE_BATCH", 1)
+    with Session(standby.engine) as held:  # an operator's change, not committed yet
+        services.lock_alarm(held, alarm_id)
+        out = leader.transaction(lambda s: services.fire_due(
+            s, T0 + timedelta(minutes=2), RULES))
+        held.rollback()
+    later = leader.transaction(lambda s: services.fire_due(s, T0 + timedelta(minutes=2),
+                                                           RULES))
+
+    assert out.fired.calls == 0 and not out.more  # before: "more", and a sweep at 0 s
+    assert later.fired.calls == 1  # taken once the change is done
+
+
 def test_a_unit_check_in_long_after_the_phones_does_not_become_the_arrival(
         db: Database) -> None:
     clock = FakeClock(T0)

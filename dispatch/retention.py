@@ -114,9 +114,9 @@ class Retention:
     async def run_once(self) -> Pass:
         """One pass: delete and blank what is due (up to a cap), then measure the log."""
         now = self.clock.now()
-        delete = partial(inbox.delete_expired, cutoff=now - self.keep_events, limit=self.batch)
-        blank = partial(inbox.blank_raw_frames, cutoff=now - self.keep_frames, limit=self.batch)
         cutoff = now - self.keep_events
+        delete = partial(inbox.delete_expired, cutoff=cutoff, limit=self.batch)
+        blank = partial(inbox.blank_raw_frames, cutoff=now - self.keep_frames, limit=self.batch)
         steps = partial(delete_finished_steps, cutoff=cutoff, limit=self.batch)
         messages = partial(delete_old_messages, cutoff=cutoff, limit=self.batch)
         # Deleting always starts from the oldest row: what it deleted is its progress.

@@ -6,11 +6,11 @@ with its cid as user name, every team's app as `team-<code>`, every provider's
 coordinator (who hears of an alarm nobody has checked in to after 45 minutes) as
 `provider-<code>`, and Trygg itself with the user name and password of TRYGG_MQTT_URL.
 Device, team and provider passwords are not stored anywhere: each is an HMAC of the
-account name under the secret in
-TRYGG_BROKER_SECRET_FILE, so `trygg broker password CID` gives an installer a unit's
-password before or after the unit is registered. `trygg broker sync` writes Mosquitto's
-password file and ACL from the registry and tells Mosquitto to reload them (SIGHUP):
-an account no longer in the registry is refused from then on.
+account name under the secret in TRYGG_BROKER_SECRET_FILE, so `trygg broker password
+CID` gives an installer a unit's password before or after the unit is registered.
+`trygg broker sync` writes Mosquitto's password file and ACL from the registry and tells
+Mosquitto to reload them (SIGHUP): an account no longer in the registry is refused from
+then on.
 
 Errors:
 

@@ -113,6 +113,15 @@ def calling(alarm: Alarm) -> dict[str, Any] | None:
             "name": who.get("name"), "phone": who.get("phone")}
 
 
+def same_person(name: str | None, other: str | None) -> bool:
+    """Whether two names, one from the call order (the config) and one a user's, are the
+    same person's: case and spacing differ between what the municipality typed into the
+    call order and what the admin typed for the account."""
+    if name is None or other is None:
+        return False
+    return " ".join(name.split()).casefold() == " ".join(other.split()).casefold()
+
+
 # -- the call chain ------------------------------------------------------------------
 
 

@@ -559,7 +559,8 @@ def decline(session: Session, alarm_id: int, responder: str, actor: str, now: da
     lifecycle.decline(alarm, responder, now, actor)
     # A decline that comes after the chain moved on (to the next, who may still answer)
     # is only noted: moving on again would pass over someone who was never asked.
-    if called is not None and called["name"] in (responder, None):
+    if called is not None and (called["name"] is None
+                               or escalation.same_person(called["name"], responder)):
         escalation.next_call(session, alarm, now, "system", rules.timers, rules.topic_root)
     return alarm
 

@@ -335,6 +335,18 @@ async def test_the_responder_who_accepted_opens_the_door_lock_after_saying_yes(
     assert ("lock_open_requested", FIRST) in trail
 
 
+async def test_a_call_out_is_for_her_though_her_account_is_typed_otherwise(
+        phone: Page, service: Service, link: DeviceLink) -> None:
+    """The call order says "Maria Holm"; this account is "MARIA  HOLM"."""
+    same_maria = add_account(service, "MARIA  HOLM", "responder", team=TEAM)
+    await sign_in_on_phone(phone, same_maria)
+    await press(service, link, UNIT)
+
+    call = card(phone, UNIT)
+    await expect(state_of(call)).to_have_text("Call-out for you", timeout=UI_TIMEOUT_MS)
+    await expect(call.get_by_role("button", name="Decline")).to_be_visible()
+
+
 async def test_a_responder_of_another_team_does_not_see_the_alarm(
         phone: Page, service: Service, link: DeviceLink, petra: Account,
         operator: Account) -> None:

@@ -197,6 +197,19 @@ def test_a_late_decline_from_someone_no_longer_called_passes_nobody_over(
     assert [e["note"] for e in log_of(alarm, "decline")] == ["declined by Maria Holm"]
 
 
+def test_a_decline_from_an_account_named_in_other_case_and_spacing_calls_the_next(
+        db: Database, clock: FakeClock) -> None:
+    """The call order says "Maria Holm"; the admin typed her account as "maria  holm"."""
+    deliver(db, clock, event(EventKind.ALARM))
+    alarm_id = only_alarm(db)["id"]
+
+    db.transaction(lambda s: services.decline(s, alarm_id, "maria  holm", "maria  holm",
+                                              clock.now(), RULES))
+
+    # Before: taken for a late decline from someone else, and Maria's two minutes ran on.
+    assert only_alarm(db)["calling"]["name"] == "Ahmed Yusuf"
+
+
 def test_the_operator_calling_again_after_the_chain_ran_out_starts_it_over(
         db: Database, clock: FakeClock) -> None:
     deliver(db, clock, event(EventKind.ALARM))

@@ -193,6 +193,14 @@ export function displayAddress(site) {
 }
 
 /** FastAPI errors: {"detail": "text"} or {"detail": [{"msg": ...}]}. */
+/** Whether two names are one person's: the call order's (the config) and an account's
+ * may differ in case and spacing, as the server's `same_person` allows. */
+export function sameName(name, other) {
+  if (name == null || other == null) return false;
+  const norm = (text) => text.trim().split(/\s+/).join(" ").toLowerCase();
+  return norm(name) === norm(other);
+}
+
 export function errorText(body, fallback) {
   if (!body) return fallback;
   const d = body.detail;

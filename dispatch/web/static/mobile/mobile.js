@@ -14,7 +14,7 @@
 
 import { createActiveList } from "../activelist.js";
 import { h } from "../dom.js";
-import { clockTime, displayAddress, duration, errorText, isBehind } from "../model.js";
+import { clockTime, displayAddress, duration, errorText, isBehind, sameName } from "../model.js";
 import { createSession } from "../session.js";
 import { openStream } from "../stream.js";
 
@@ -187,9 +187,8 @@ async function loadList() {
   queueRender();
 }
 
-const callingMe = (v) => v.state === "called_out" && v.calling?.name != null &&
-  v.calling.name === S.me?.name;
-const acceptedByMe = (v) => v.accepted_by != null && v.accepted_by === S.me?.name;
+const callingMe = (v) => v.state === "called_out" && sameName(v.calling?.name, S.me?.name);
+const acceptedByMe = (v) => sameName(v.accepted_by, S.me?.name);
 
 /** Whether the list shows an alarm: every open one of the team, and a completed visit
  * of this responder's until the alarm centre closes it (a long visit needs its reason). */

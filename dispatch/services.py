@@ -14,13 +14,13 @@ fired, and an outbox message is marked sent only if it was not.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import CursorResult, func, select, update
+from sqlalchemy import CursorResult, func, select, text, update
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -156,6 +156,24 @@ def process_pending(session: Session, now: datetime, rules: DispatchRules,
     return out
 
 
+# The first key of the advisory locks that let one transaction at a time open an alarm
+# for a unit ("unit").
+UNIT_LOCK_NS = 0x756E6974
+
+
+def hold_units(session: Session, cids: Iterable[str]) -> None:
+    """Until the transaction ends, no other may open an alarm for these units (PostgreSQL;
+    SQLite has one writer): a press applied by the leader and an alarm raised by phone on
+    another process would otherwise both find none open and open one each. In sorted
+    order, so two holders never wait for each other."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    for cid in sorted(set(cids)):
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(:ns, hashtext(coalesce(current_schema(), '')"
+                 " || ':' || :cid))"), {"ns": UNIT_LOCK_NS, "cid": cid})
+
+
 class _Batch:
     """What one transaction of event processing looked up: each thing once, not per event."""
 
@@ -163,6 +181,7 @@ class _Batch:
         self.session = session
         # Heartbeats and device status change no alarm: look up only for the rest.
         cids = {row.cid for row in rows if row.kind in ALARM_EVENT_KINDS}
+        hold_units(session, {row.cid for row in rows if row.kind == EventKind.ALARM})
         # At most one alarm per unit is open: a press while one is open is a repeat.
         # The rows are locked (PostgreSQL; SQLite has one writer), in id order as
         # everywhere: an operator's change on another process (a close by phone) is
@@ -490,6 +509,7 @@ def raise_by_phone(session: Session, site_code: str, reason: str, actor: str,
     if site is None or unit is None:
         raise UnknownSite(site_code)
     # One open alarm per unit, as for a press: a second would split the follow-up.
+    hold_units(session, [unit.cid])
     existing = session.execute(select(Alarm.id).where(
         Alarm.cid == unit.cid, Alarm.state.in_(OPEN_STATES))).scalar()
     if existing is not None:

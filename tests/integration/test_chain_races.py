@@ -253,6 +253,48 @@ def test_a_full_batch_of_steps_on_alarms_being_changed_elsewhere_is_not_spun_on(
     assert later.fired.calls == 1  # taken once the change is done
 
 
+@needs_postgres
+def test_a_press_while_the_standby_raises_an_alarm_by_phone_leaves_one_open_alarm(
+        pools: tuple[Database, Database], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The customer phones the centre and presses the pendant: the operator's alarm by
+    phone (on a standby) and the press (applied by the leader) each found no alarm open
+    and opened one, so the unit had two, each called out."""
+    leader, standby = pools
+    raising, go_on = threading.Event(), threading.Event()
+    real_note = lifecycle.note
+
+    def note_then_pause(alarm: Alarm, action: str, *args: Any, **kwargs: Any) -> None:
+        real_note(alarm, action, *args, **kwargs)
+        if action == "raised_by_phone":
+            raising.set()  # opened in the standby's transaction, not committed yet
+            go_on.wait(10)
+
+    monkeypatch.setattr(lifecycle, "note", note_then_pause)
+    by_phone = threading.Thread(target=lambda: standby.transaction(
+        lambda s: services.raise_by_phone(s, "K-1001-1", "she phoned: she has fallen",
+                                          "operator", T0, RULES)))
+    by_phone.start()
+    assert raising.wait(10)
+    leader.transaction(lambda s: append_events(s, [Incoming(event(EventKind.ALARM, "100001"),
+                                                            b"<mrq/>", T0)]))
+    applying = threading.Thread(target=lambda: leader.transaction(
+        lambda s: services.process_pending(s, T0, RULES, budget_s=60)))
+    applying.start()
+    deadline = time.monotonic() + 10  # applied at once (the bug), or waiting for the unit
+    while applying.is_alive() and not _waits_for_a_lock(standby) \
+            and time.monotonic() < deadline:
+        time.sleep(0.02)
+    go_on.set()
+    by_phone.join(10)
+    applying.join(10)
+
+    def alarms_of_the_unit(s: Session) -> list[tuple[str, int]]:
+        return [(a.state, a.repeat_count) for a in s.execute(
+            select(Alarm).where(Alarm.cid == "100001").order_by(Alarm.id)).scalars()]
+
+    assert leader.transaction(alarms_of_the_unit) == [("called_out", 1)]  # the press: a repeat
+
+
 def test_a_unit_check_in_long_after_the_phones_does_not_become_the_arrival(
         db: Database) -> None:
     clock = FakeClock(T0)

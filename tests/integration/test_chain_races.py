@@ -187,6 +187,23 @@ def _waits_for_a_lock(db: Database) -> bool:
         "AND datname = current_database()")).scalar()))
 
 
+def _press_on_the_leader_meanwhile(leader: Database, standby: Database,
+                                   at: datetime) -> threading.Thread:
+    """A press at unit 100001, applied by the leader in a thread of its own while the
+    standby's transaction is open; returns once it was applied (as with the bug) or
+    waits for a lock the standby holds."""
+    leader.transaction(lambda s: append_events(s, [Incoming(event(EventKind.ALARM, "100001"),
+                                                            b"<mrq/>", at)]))
+    applying = threading.Thread(target=lambda: leader.transaction(
+        lambda s: services.process_pending(s, at, RULES, budget_s=60)))
+    applying.start()
+    deadline = time.monotonic() + 10
+    while applying.is_alive() and not _waits_for_a_lock(standby) \
+            and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return applying
+
+
 @needs_postgres
 def test_a_press_while_the_standby_closes_the_alarm_by_phone_raises_a_new_alarm(
         pools: tuple[Database, Database], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -213,15 +230,7 @@ def test_a_press_while_the_standby_closes_the_alarm_by_phone_raises_a_new_alarm(
                                           at)))
     kvittering.start()
     assert closing.wait(10)
-    leader.transaction(lambda s: append_events(s, [Incoming(event(EventKind.ALARM, "100001"),
-                                                            b"<mrq/>", at)]))
-    applying = threading.Thread(target=lambda: leader.transaction(
-        lambda s: services.process_pending(s, at, RULES, budget_s=60)))
-    applying.start()
-    deadline = time.monotonic() + 10  # applied at once (the bug), or waiting for the close
-    while applying.is_alive() and not _waits_for_a_lock(standby) \
-            and time.monotonic() < deadline:
-        time.sleep(0.02)
+    applying = _press_on_the_leader_meanwhile(leader, standby, at)
     go_on.set()
     kvittering.join(10)
     applying.join(10)
@@ -275,15 +284,7 @@ def test_a_press_while_the_standby_raises_an_alarm_by_phone_leaves_one_open_alar
                                           "operator", T0, RULES)))
     by_phone.start()
     assert raising.wait(10)
-    leader.transaction(lambda s: append_events(s, [Incoming(event(EventKind.ALARM, "100001"),
-                                                            b"<mrq/>", T0)]))
-    applying = threading.Thread(target=lambda: leader.transaction(
-        lambda s: services.process_pending(s, T0, RULES, budget_s=60)))
-    applying.start()
-    deadline = time.monotonic() + 10  # applied at once (the bug), or waiting for the unit
-    while applying.is_alive() and not _waits_for_a_lock(standby) \
-            and time.monotonic() < deadline:
-        time.sleep(0.02)
+    applying = _press_on_the_leader_meanwhile(leader, standby, T0)
     go_on.set()
     by_phone.join(10)
     applying.join(10)

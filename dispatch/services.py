@@ -166,12 +166,14 @@ def hold_units(session: Session, cids: Iterable[str]) -> None:
     SQLite has one writer): a press applied by the leader and an alarm raised by phone on
     another process would otherwise both find none open and open one each. In sorted
     order, so two holders never wait for each other."""
-    if session.get_bind().dialect.name != "postgresql":
+    held = sorted(set(cids))
+    if not held or session.get_bind().dialect.name != "postgresql":
         return
-    for cid in sorted(set(cids)):
-        session.execute(
-            text("SELECT pg_advisory_xact_lock(:ns, hashtext(coalesce(current_schema(), '')"
-                 " || ':' || :cid))"), {"ns": UNIT_LOCK_NS, "cid": cid})
+    # One statement for a batch of presses; unnest keeps the array's (sorted) order.
+    session.execute(
+        text("SELECT pg_advisory_xact_lock(:ns, hashtext(coalesce(current_schema(), '')"
+             " || ':' || cid)) FROM unnest(CAST(:cids AS text[])) AS cid"),
+        {"ns": UNIT_LOCK_NS, "cids": held})
 
 
 class _Batch:

@@ -27,6 +27,7 @@ import secrets
 import shutil
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -477,7 +478,7 @@ def print_summary(runs: list[Run]) -> None:
     print_table(rows)
 
 
-def print_table(rows: list[list[str]]) -> None:
+def print_table(rows: Sequence[Sequence[str]]) -> None:
     """A plain-text table, the first row its header."""
     w = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     line = "+-" + "-+-".join("-" * x for x in w) + "-+"

@@ -90,6 +90,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from bench.heartbeats import print_table
 from bench.ingest import (
     CLK_TCK,
     _machine,
@@ -1268,14 +1269,7 @@ def print_summary(runs: list[Run]) -> None:
         f" / {r.measured.end.hwm_kb / 1024:.0f} MB" for r in runs])
     row("database size", [f"{r.db_bytes / 1e6:,.0f} MB" for r in runs])
     row("the rest of the machine (CPU)", [f"{cpu_figures(r)['others']:.0f} %" for r in runs])
-    w = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    line = "+-" + "-+-".join("-" * x for x in w) + "-+"
-    say("\n" + line)
-    for k, r in enumerate(rows):
-        say("| " + " | ".join(c.ljust(w[i]) for i, c in enumerate(r)) + " |")
-        if k == 0:
-            say(line)
-    say(line)
+    print_table(rows)
 
 
 # -- main ---------------------------------------------------------------------------------------
